@@ -1,0 +1,1 @@
+"""jacscale core: the microkernel."""

@@ -1,0 +1,232 @@
+"""create_app(app.jac) -> a Starlette app: the kernel's one public entry point.
+
+The app is a plain, mountable ASGI application. Per worker process it builds the
+plugin manager, settings, the loaded program, the graph store and the executor;
+clients that talk to servers are opened in the lifespan (or, when mounted inside
+another app whose lifespan does not reach us, on the first request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import sys
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import jaclang  # noqa: F401 - jaclang must finish loading before jac_plugin (it imports us)
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from jacscale_core import jac_plugin
+from jacscale_core.config import Settings, load_settings
+from jacscale_core.context import AppContext
+from jacscale_core.errors import ApiError
+from jacscale_core.executor import Executor
+from jacscale_core.http_endpoints import endpoint_routes, error_response
+from jacscale_core.memory import SharedTier
+from jacscale_core.middleware import BodyLimitMiddleware, RequestIdMiddleware, request_id_of
+from jacscale_core.plugins import await_me_maybe, make_plugin_manager
+from jacscale_core.program import Program, load_program
+
+log = logging.getLogger("jacscale")
+
+MAX_UPLOAD_BYTES = 100 * 1024 * 1024
+
+
+def plugin_sections(pm: Any) -> dict[str, type]:
+    """Every jac.toml section the loaded plugins declare."""
+    sections: dict[str, type] = {}
+    for contribution in pm.hook.jacscale_config_sections():
+        if contribution:
+            sections.update(contribution)
+    return sections
+
+
+def build_context(
+    app_path: str | os.PathLike[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cli: Mapping[str, Any] | None = None,
+    program: Program | None = None,
+    plugins: Sequence[object] = (),
+) -> AppContext:
+    """Resolve settings, load the program and open the store for this process."""
+    env = os.environ if env is None else env
+    os.environ.setdefault("JAC_TOPOLOGY_INDEX", "0")
+    pm = make_plugin_manager(env)
+    for plugin in plugins:
+        pm.register(plugin)
+    settings = load_settings(app_path, plugin_sections(pm), cli=cli, env=env)
+    program = program or load_program(settings.app_path)
+    _set_storage_dir(settings)
+    app = AppContext(settings=settings, program=program, pm=pm, store=None, executor=None)  # type: ignore[arg-type]
+    store = pm.hook.jacscale_graph_store(app=app)
+    if store is None:
+        raise RuntimeError("no plugin provides a graph store (is jacscale_ext.sqlite_store disabled?)")
+    app.store = store
+    cache = pm.hook.jacscale_cache_tier(app=app)
+    app.executor = Executor(
+        SharedTier(store, cache),
+        pool_size=settings.server.thread_pool_size,
+        max_replays=settings.api.max_replays,
+    )
+    return app
+
+
+def _set_storage_dir(settings: Settings) -> None:
+    try:
+        from jacscale_ext import local_storage
+    except ImportError:
+        return
+    setter = getattr(local_storage, "set_app_dir", None)
+    if setter is not None:
+        setter(settings.app_dir)
+
+
+async def startup(app: AppContext) -> None:
+    """Prepare the store and run every plugin's start-up (idempotent)."""
+    if app.state.get("kernel.started"):
+        return
+    app.state["kernel.started"] = True
+    await asyncio.to_thread(app.executor.ensure_roots)
+    for result in app.pm.hook.jacscale_startup(app=app):
+        await await_me_maybe(result)
+    app.ready = True
+
+
+async def shutdown(app: AppContext) -> None:
+    """Mark not-ready, then close plugins, the executor and the store."""
+    app.ready = False
+    for result in app.pm.hook.jacscale_shutdown(app=app):
+        await await_me_maybe(result)
+    app.executor.close()
+    await asyncio.to_thread(app.store.close)
+
+
+class _StartOnFirstRequest:
+    """Runs start-up on the first request when no lifespan reached the app (mounts)."""
+
+    def __init__(self, asgi: ASGIApp, ctx: AppContext) -> None:
+        self.app = asgi
+        self.ctx = ctx
+        self.lock = asyncio.Lock()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket") and not self.ctx.state.get("kernel.started"):
+            async with self.lock:
+                await startup(self.ctx)
+        await self.app(scope, receive, send)
+
+
+_PATHS_TO_HIDE: list[str] = []
+
+
+def scrub(message: str) -> str:
+    """Remove server paths from a message that will reach a client."""
+    for path in _PATHS_TO_HIDE:
+        message = message.replace(path, "<server>")
+    return re.sub(r"(/[\w.-]+){2,}/?", "<path>", message)
+
+
+def _install_error_handlers(starlette: Starlette) -> None:
+    async def on_api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return error_response(exc, request_id_of(request.scope))
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 404:
+            err = ApiError("NOT_FOUND", f"No route for {request.url.path}")
+        elif exc.status_code == 405:
+            err = ApiError("METHOD_NOT_ALLOWED", f"{request.method} is not allowed here")
+            err.headers = dict(exc.headers or {})
+        else:
+            err = ApiError("BAD_REQUEST", str(exc.detail), status=exc.status_code)
+        return error_response(err, request_id_of(request.scope))
+
+    async def on_crash(request: Request, exc: Exception) -> Response:
+        log.error(
+            "request %s failed: %s", request_id_of(request.scope), exc, exc_info=exc
+        )
+        message = scrub(f"{type(exc).__name__}: {exc}")
+        err = ApiError("EXECUTION_ERROR", message)
+        return error_response(err, request_id_of(request.scope))
+
+    starlette.add_exception_handler(ApiError, on_api_error)
+    starlette.add_exception_handler(HTTPException, on_http_error)
+    starlette.add_exception_handler(Exception, on_crash)
+
+
+def create_app(
+    app_path: str | os.PathLike[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    cli: Mapping[str, Any] | None = None,
+    plugins: Sequence[object] = (),
+) -> Starlette:
+    """Build the ASGI app serving the Jac program at `app_path`.
+
+    `data_dir` overrides where the embedded store lives (else JAC_DATA_PATH,
+    jac.toml, then `<app dir>/.jac/data`); `plugins` are registered on top of the
+    built-ins and entry points (handy for tests and embedding).
+    """
+    overrides = dict(cli or {})
+    if data_dir is not None:
+        overrides["data_dir"] = str(data_dir)
+    ctx = build_context(app_path, env=env, cli=overrides, plugins=plugins)
+    jac_plugin.SERVING = True
+    _PATHS_TO_HIDE[:] = sorted(
+        {str(ctx.settings.app_dir), str(Path(sys.prefix)), str(Path.home())}, key=len, reverse=True
+    )
+
+    routes: list[Any] = []
+    for contribution in ctx.pm.hook.jacscale_routes(app=ctx):
+        routes.extend(contribution or [])
+    routes.extend(endpoint_routes(ctx))
+
+    middleware = [
+        Middleware(RequestIdMiddleware),
+        Middleware(
+            BodyLimitMiddleware,
+            max_body_bytes=ctx.settings.api.max_body_bytes,
+            max_upload_bytes=max(MAX_UPLOAD_BYTES, ctx.settings.api.max_body_bytes),
+        ),
+    ]
+    api = ctx.settings.api
+    if api.cors_allow_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=api.cors_allow_origins,
+                allow_credentials=api.cors_allow_credentials and "*" not in api.cors_allow_origins,
+                allow_methods=["*"],
+                allow_headers=["*"],
+            )
+        )
+    for contribution in ctx.pm.hook.jacscale_middleware(app=ctx):
+        middleware.extend(contribution or [])
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        await startup(ctx)
+        try:
+            yield
+        finally:
+            await shutdown(ctx)
+
+    starlette = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    _install_error_handlers(starlette)
+    starlette.state.jacscale = ctx
+    starlette.add_middleware(_StartOnFirstRequest, ctx=ctx)
+    return starlette

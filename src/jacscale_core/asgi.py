@@ -1,0 +1,20 @@
+"""The ASGI app of a hypercorn worker process (built from JACSCALE_SERVE_SPEC).
+
+Also usable directly: `JACSCALE_APP=app.jac hypercorn jacscale_core.asgi:app`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from jacscale_core.app import create_app
+from jacscale_core.server import SPEC_ENV, configure_logging
+
+if SPEC_ENV in os.environ:
+    _spec = json.loads(os.environ[SPEC_ENV])
+else:
+    _spec = {"app_path": os.environ.get("JACSCALE_APP", "app.jac"), "cli": {}}
+
+configure_logging(_spec["cli"].get("log_format") or os.environ.get("JACSCALE_LOG_FORMAT", "human"))
+app = create_app(_spec["app_path"], cli=_spec["cli"])

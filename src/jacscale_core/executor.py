@@ -1,0 +1,309 @@
+"""Run an endpoint for a principal: a fresh jaclang context per request, one commit,
+optimistic-concurrency replay.
+
+Sync walkers and functions run in a bounded thread pool; async ones are awaited
+on the event loop (their graph reads are served from the in-process record cache,
+falling back to the local store). A request's writes reach the store in one
+atomic batch at the end (`RequestMemory.flush`); a write conflict discards the
+attempt and replays the request, at most `max_replays` times, then answers 409.
+After a first conflict on an anchor, further attempts in this process take a
+per-anchor lock, so hot spots serialise locally instead of livelocking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any, TypeVar
+from uuid import UUID
+
+from jaclang import JacRuntime as Jac
+from jaclang.jac0core.archetype import NodeAnchor, Root
+from jaclang.jac0core.osp_kernel_sv import isolate_request_walk_stack
+from jaclang.runtimelib.context import CallState, ExecutionContext
+
+from jacscale_core.errors import ApiError
+from jacscale_core.memory import (
+    GUEST_ROOT_ID,
+    SYSTEM_ROOT_ID,
+    RequestMemory,
+    SharedTier,
+    encode_state,
+)
+from jacscale_core.principal import Principal
+from jacscale_core.program import Endpoint
+from jacscale_core.store import RecordWrite, WriteConflict
+
+T = TypeVar("T")
+
+
+@dataclass
+class RunResult:
+    """What a run produced: the walker (or function return value), reports, denied writes."""
+
+    result: Any
+    reports: list[Any]
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    replays: int = 0
+
+
+class Executor:
+    """Runs walkers and functions against the shared tier."""
+
+    def __init__(self, tier: SharedTier, *, pool_size: int = 16, max_replays: int = 25) -> None:
+        self.tier = tier
+        self.max_replays = max_replays
+        self.pool = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="jacscale-walker")
+        self.guest_principal = Principal(user_id="guest", root_id=GUEST_ROOT_ID.hex, kind="guest")
+        # ExecutionContext(_parent=...) is jaclang's cheap per-request fork; we give
+        # it a stand-in parent and then install our own memory and roots.
+        self._parent = SimpleNamespace(
+            mem=None,
+            system_root=None,
+            user_root=None,
+            entry_node=None,
+            base_path_dir=None,
+            full_target_path=None,
+        )
+        self._hot_locks: dict[UUID, threading.Lock] = {}
+        self._hot_async_locks: dict[UUID, asyncio.Lock] = {}
+        self._hot_guard = threading.Lock()
+
+    # -- set-up ---------------------------------------------------------------
+    def ensure_roots(self) -> None:
+        """Create the system root and the shared guest root if the store lacks them."""
+        existing = self.tier.load([SYSTEM_ROOT_ID, GUEST_ROOT_ID])
+        for root_id in (SYSTEM_ROOT_ID, GUEST_ROOT_ID):
+            if root_id not in existing:
+                try:
+                    self._create_root_record(root_id)
+                except WriteConflict:
+                    pass  # another worker created it first: exactly what we wanted
+
+    def _create_root_record(self, root_id: UUID | None = None) -> UUID:
+        root = Root()
+        anchor = root.__jac__
+        if root_id is not None:
+            anchor.id = root_id
+        write = RecordWrite(
+            op="create", id=anchor.id, kind="node", root=None, is_root=True,
+            state=encode_state(anchor), edges=(),
+        )  # fmt: skip
+        self.tier.apply([write])
+        return anchor.id
+
+    async def create_root(self) -> str:
+        """Make a new persistent user root; return its id as hex."""
+        root_id = await self._in_thread(self._create_root_record)
+        return root_id.hex
+
+    def close(self) -> None:
+        """Stop the worker threads."""
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- running --------------------------------------------------------------
+    async def run(
+        self,
+        endpoint: Endpoint,
+        args: dict[str, Any],
+        principal: Principal,
+        node_id: UUID | None = None,
+    ) -> RunResult:
+        """Run a walker or function for `principal` and commit its writes once."""
+        root_id = UUID(principal.root_id)
+        if endpoint.is_async:
+            return await self._run_async(endpoint, args, root_id, node_id)
+        return await self._in_thread(self._run_sync, endpoint, args, root_id, node_id)
+
+    async def call(self, principal: Principal, fn: Callable[[], T], commit: bool = False) -> T:
+        """Run `fn()` in a request context on the principal's root (in a worker thread)."""
+        root_id = UUID(principal.root_id)
+
+        def body() -> T:
+            with self.request_context(root_id) as (ctx, mem):
+                value = fn()
+                if commit:
+                    mem.flush(ctx.read_versions)
+                return value
+
+        return await self._in_thread(body)
+
+    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        return await loop.run_in_executor(self.pool, context.run, fn, *args)
+
+    @contextmanager
+    def request_context(
+        self, root_id: UUID
+    ) -> Iterator[tuple[ExecutionContext, RequestMemory]]:
+        """A fresh jaclang context on `root_id`, current for the duration of the block."""
+        self.tier.refresh()
+        ctx, mem = self._new_context(root_id)
+        token = Jac.push_request_context(ctx)
+        isolate_request_walk_stack()
+        call_token = ctx.call_state.set(CallState())
+        try:
+            yield ctx, mem
+        finally:
+            mem.abort()
+            ctx.call_state.reset(call_token)
+            Jac.reset_request_context(token)
+
+    def _new_context(self, root_id: UUID) -> tuple[ExecutionContext, RequestMemory]:
+        mem = RequestMemory(self.tier)
+        ctx = ExecutionContext(_parent=self._parent)
+        ctx.mem = mem
+        system_root = mem.get(SYSTEM_ROOT_ID)
+        user_root = mem.get(root_id)
+        if not isinstance(system_root, NodeAnchor):
+            raise RuntimeError("the store has no system root (ensure_roots was not run)")
+        if not isinstance(user_root, NodeAnchor):
+            raise ApiError("UNAUTHORIZED", "This account has no graph root", headers={})
+        ctx.system_root = system_root
+        ctx.user_root = user_root
+        ctx.entry_node = user_root
+        return ctx, mem
+
+    @staticmethod
+    def _entry(mem: RequestMemory, node_id: UUID | None, user_root: NodeAnchor) -> NodeAnchor:
+        if node_id is None:
+            return user_root
+        anchor = mem.get(node_id)
+        if not isinstance(anchor, NodeAnchor) or not Jac.check_read_access(anchor):
+            # The same answer for "missing" and "not yours": ids are not an oracle.
+            raise ApiError("NOT_FOUND", f"Node {node_id.hex} not found")
+        return anchor
+
+    @staticmethod
+    def _invoke_sync(endpoint: Endpoint, args: dict[str, Any], entry: NodeAnchor) -> Any:
+        if endpoint.kind == "function":
+            return endpoint.target(**args)
+        walker = endpoint.target(**args)
+        Jac.spawn(walker, entry.archetype)
+        return walker
+
+    def _attempt_sync(
+        self, endpoint: Endpoint, args: dict[str, Any], root_id: UUID, node_id: UUID | None
+    ) -> RunResult:
+        with self.request_context(root_id) as (ctx, mem):
+            entry = self._entry(mem, node_id, ctx.user_root)
+            try:
+                value = self._invoke_sync(endpoint, args, entry)
+            except PermissionError as exc:
+                raise ApiError("FORBIDDEN", str(exc)) from exc
+            try:
+                mem.flush(ctx.read_versions)
+            except PermissionError as exc:
+                raise ApiError("FORBIDDEN", str(exc)) from exc
+            return _result(endpoint, value, ctx)
+
+    def _run_sync(
+        self, endpoint: Endpoint, args: dict[str, Any], root_id: UUID, node_id: UUID | None
+    ) -> RunResult:
+        lock: threading.Lock | None = None
+        try:
+            for attempt in range(self.max_replays + 1):
+                try:
+                    result = self._attempt_sync(endpoint, args, root_id, node_id)
+                    result.replays = attempt
+                    return result
+                except WriteConflict as conflict:
+                    if lock is None:
+                        lock = self._hot_lock(conflict.anchor_id)
+                        lock.acquire()
+                    time.sleep(_backoff(attempt))
+            raise _too_many_conflicts(endpoint)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    async def _run_async(
+        self, endpoint: Endpoint, args: dict[str, Any], root_id: UUID, node_id: UUID | None
+    ) -> RunResult:
+        lock: asyncio.Lock | None = None
+        try:
+            for attempt in range(self.max_replays + 1):
+                try:
+                    # A task of its own, so the jaclang context vars never leak.
+                    task = asyncio.ensure_future(
+                        self._attempt_async(endpoint, args, root_id, node_id)
+                    )
+                    result = await task
+                    result.replays = attempt
+                    return result
+                except WriteConflict as conflict:
+                    if lock is None:
+                        lock = self._hot_async_lock(conflict.anchor_id)
+                        await lock.acquire()
+                    await asyncio.sleep(_backoff(attempt))
+            raise _too_many_conflicts(endpoint)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    async def _attempt_async(
+        self, endpoint: Endpoint, args: dict[str, Any], root_id: UUID, node_id: UUID | None
+    ) -> RunResult:
+        await self._in_thread(self.tier.refresh)
+        ctx, mem = await self._in_thread(self._new_context, root_id)
+        token = Jac.push_request_context(ctx)
+        isolate_request_walk_stack()
+        call_token = ctx.call_state.set(CallState())
+        try:
+            entry = self._entry(mem, node_id, ctx.user_root)
+            try:
+                value = self._invoke_sync(endpoint, args, entry)
+                if asyncio.iscoroutine(value):
+                    value = await value
+                await self._in_thread(mem.flush, ctx.read_versions)
+            except PermissionError as exc:
+                raise ApiError("FORBIDDEN", str(exc)) from exc
+            if endpoint.kind == "walker" and not hasattr(value, "reports"):
+                value = args  # pragma: no cover - spawn always returns the walker
+            return _result(endpoint, value, ctx)
+        finally:
+            mem.abort()
+            ctx.call_state.reset(call_token)
+            Jac.reset_request_context(token)
+
+    def _hot_lock(self, anchor_id: UUID) -> threading.Lock:
+        with self._hot_guard:
+            if len(self._hot_locks) > 10_000:
+                self._hot_locks.clear()
+            return self._hot_locks.setdefault(anchor_id, threading.Lock())
+
+    def _hot_async_lock(self, anchor_id: UUID) -> asyncio.Lock:
+        if len(self._hot_async_locks) > 10_000:
+            self._hot_async_locks.clear()
+        return self._hot_async_locks.setdefault(anchor_id, asyncio.Lock())
+
+
+def _result(endpoint: Endpoint, value: Any, ctx: ExecutionContext) -> RunResult:
+    warnings = [d.to_dict() for d in ctx.diagnostics]
+    if endpoint.kind == "walker":
+        return RunResult(value, list(getattr(value, "reports", []) or []), warnings)
+    state = ctx.call_state.get(None)
+    reports = []
+    while state is not None and not state.reports.empty():
+        reports.append(state.reports.get_nowait())
+    return RunResult(value, reports, warnings)
+
+
+def _backoff(attempt: int) -> float:
+    return random.uniform(0, min(0.05, 0.001 * (2**attempt)))
+
+
+def _too_many_conflicts(endpoint: Endpoint) -> ApiError:
+    return ApiError(
+        "CONFLICT",
+        f"{endpoint.name}: too many concurrent writes to the same data; try again",
+    )

@@ -1,0 +1,188 @@
+"""HTTP routes for walkers and functions: the data path of a request, top to bottom.
+
+authenticate -> check access -> read input -> decode -> execute -> encode.
+"""
+
+from __future__ import annotations
+
+import time
+import typing
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from jacscale_core import codec
+from jacscale_core.context import AppContext
+from jacscale_core.errors import ApiError, unauthorized, validation_error
+from jacscale_core.middleware import request_id_of
+from jacscale_core.plugins import await_me_maybe
+from jacscale_core.principal import Principal
+from jacscale_core.program import Endpoint
+
+JSON_TYPES = ("application/json",)
+
+
+def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A JSON response encoded with msgspec."""
+    return Response(codec.encode(payload), status, headers=headers, media_type="application/json")
+
+
+def error_response(err: ApiError, request_id: str) -> Response:
+    """The error envelope as a response."""
+    return json_response(codec.error_envelope(err, request_id), err.status, err.headers or None)
+
+
+async def authenticate(request: Any, app: AppContext) -> Principal | None:
+    """The caller, from the `jacscale_authenticate` hook (None when anonymous)."""
+    found = app.pm.hook.jacscale_authenticate(request=request, app=app)
+    return await await_me_maybe(found)
+
+
+async def principal_for(request: Any, app: AppContext, endpoint: Endpoint) -> Principal:
+    """Who runs this endpoint: the authenticated user, or the guest for `:pub` ones."""
+    principal = await authenticate(request, app)
+    if endpoint.access == "public":
+        return principal or app.executor.guest_principal
+    if principal is None or principal.is_guest:
+        raise unauthorized(f"{endpoint.name} requires authentication (Authorization: Bearer <token>)")
+    return principal
+
+
+def parse_node_id(raw: str) -> UUID:
+    """A node id from a URL (32 hex digits or a dashed UUID), else 422 naming `node_id`."""
+    try:
+        return UUID(raw)
+    except ValueError:
+        raise validation_error(["path", "node_id"], "Not a valid node id") from None
+
+
+def _is_list_type(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation) or annotation
+    return origin in (list, tuple, set, frozenset)
+
+
+def _lax(endpoint: Endpoint, raw: dict[str, Any], loc: str) -> dict[str, Any]:
+    """Convert string inputs (query, path, form fields) to the field types."""
+    out: dict[str, Any] = {}
+    details = []
+    specs = {f.name: f for f in endpoint.fields}
+    for key, value in raw.items():
+        spec = specs.get(key)
+        if spec is None or not isinstance(value, (str, list)) or spec.annotation is Any:
+            out[key] = value
+            continue
+        try:
+            out[key] = msgspec.convert(value, spec.annotation, strict=False)
+        except (msgspec.ValidationError, TypeError) as exc:
+            details.append({"loc": [loc, key], "msg": str(exc), "type": "type_error"})
+    if details:
+        names = ", ".join(str(d["loc"][-1]) for d in details)
+        raise ApiError("VALIDATION_ERROR", f"Invalid input: {names}", details=details)
+    return out
+
+
+async def read_input(request: Request, endpoint: Endpoint) -> dict[str, Any]:
+    """The endpoint's raw fields: JSON body, query string or form, plus `{path}` params."""
+    data: dict[str, Any]
+    if request.method in ("GET", "HEAD", "DELETE"):
+        query: dict[str, Any] = {}
+        specs = {f.name: f for f in endpoint.fields}
+        for key in request.query_params:
+            spec = specs.get(key)
+            values = request.query_params.getlist(key)
+            query[key] = values if spec and _is_list_type(spec.annotation) else values[-1]
+        data = _lax(endpoint, query, "query")
+    else:
+        data = await _read_body(request, endpoint)
+    params = {k: v for k, v in request.path_params.items() if k != "node_id"}
+    if params:
+        data.update(_lax(endpoint, params, "path"))
+    return data
+
+
+async def _read_body(request: Request, endpoint: Endpoint) -> dict[str, Any]:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "multipart/form-data" or ctype == "application/x-www-form-urlencoded":
+        form = await request.form()
+        raw: dict[str, Any] = {}
+        for key in form:
+            values = form.getlist(key)
+            raw[key] = values if len(values) > 1 else values[0]
+        return _lax(endpoint, raw, "body")
+    body = await request.body()
+    if not body.strip():
+        return {}
+    if ctype and not (ctype in JSON_TYPES or ctype.endswith("+json")):
+        raise ApiError(
+            "UNSUPPORTED_MEDIA_TYPE",
+            f"Content-Type must be application/json, got {ctype}",
+            details=[{"loc": ["header", "content-type"], "msg": "Unsupported media type",
+                      "type": "media_type"}],
+        )  # fmt: skip
+    try:
+        decoded = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise ApiError(
+            "VALIDATION_ERROR",
+            "Request body is not valid JSON",
+            details=[{"loc": ["body"], "msg": str(exc), "type": "json_invalid"}],
+        ) from None
+    if not isinstance(decoded, dict):
+        raise ApiError(
+            "VALIDATION_ERROR",
+            "Request body must be a JSON object",
+            details=[{"loc": ["body"], "msg": "Expected an object", "type": "type_error"}],
+        )
+    return decoded
+
+
+def make_handler(app: AppContext, endpoint: Endpoint, with_node: bool) -> Any:
+    """The Starlette endpoint function serving one walker or function."""
+
+    async def handle(request: Request) -> Response:
+        request_id = request_id_of(request.scope)
+        principal = await principal_for(request, app, endpoint)
+        node_id = parse_node_id(request.path_params["node_id"]) if with_node else None
+        raw = await read_input(request, endpoint)
+        args = endpoint.decode(raw)
+        started = time.perf_counter()
+        success = False
+        try:
+            run = await app.executor.run(endpoint, args, principal, node_id)
+            success = True
+        finally:
+            app.pm.hook.jacscale_walker_finished(
+                app=app,
+                endpoint=endpoint,
+                principal=principal,
+                duration=time.perf_counter() - started,
+                success=success,
+            )
+        envelope = endpoint.envelope if endpoint.envelope is not None else app.settings.api.envelope
+        if not envelope:
+            return json_response(codec.to_jsonable(run.reports))
+        body = codec.ok_envelope(run.result, run.reports, request_id, warnings=run.warnings)
+        return json_response(body)
+
+    handle.__name__ = f"{endpoint.kind}_{endpoint.name}"
+    return handle
+
+
+def endpoint_routes(app: AppContext) -> list[Route]:
+    """One route per HTTP walker/function, plus `/{node_id}` variants for walkers."""
+    routes: list[Route] = []
+    for endpoint in app.program.endpoints.values():
+        if endpoint.protocol != "http":
+            continue
+        methods = [endpoint.method]
+        path = endpoint.route_path
+        routes.append(Route(path, make_handler(app, endpoint, False), methods=methods))
+        if endpoint.kind == "walker":
+            routes.append(
+                Route(path.rstrip("/") + "/{node_id}", make_handler(app, endpoint, True), methods=methods)
+            )
+    return routes

@@ -1,0 +1,552 @@
+"""The jaclang memory bridge: a cheap per-request working set over shared tiers.
+
+Each request gets a `RequestMemory` (jaclang's Memory interface, so the runtime
+uses it unchanged). It starts empty and loads anchors on demand from the
+process-wide `SharedTier`, which keeps committed records (L1 cache), consults an
+optional shared cache (L2) and falls back to the durable store (L3).
+
+Records hold an anchor's state (pickled, without its edge list) and its edge ids.
+A request decodes only the anchors it touches, and a node's edge stubs are built
+only when the walker looks at the edges (`LazyEdges`), so a walker that touches
+nothing costs the same on a root with 0 or 10,000 children. At commit each loaded
+anchor is encoded once and compared with the bytes it was loaded from: unchanged
+anchors cost one pickle, changed ones become one `RecordWrite`. Nothing is shared
+between requests but immutable records, so a failed request leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import pickle
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Generator, Iterable, Iterator
+from typing import Any, cast
+from uuid import UUID
+
+from jaclang import JacRuntime as Jac
+from jaclang.jac0core.archetype import (
+    Access,
+    AccessLevel,
+    Anchor,
+    EdgeAnchor,
+    NodeAnchor,
+    ObjectAnchor,
+    Permission,
+    Root,
+    WalkerAnchor,
+)
+from jaclang.runtimelib.changeset import ChangeSet
+from jaclang.runtimelib.memory import TieredMemory
+
+from jacscale_core.store import (
+    AnchorKind,
+    AnchorRecord,
+    CacheTier,
+    GraphStore,
+    RecordWrite,
+)
+
+SYSTEM_ROOT_ID = UUID(int=0)
+GUEST_ROOT_ID = UUID(int=1)
+PICKLE_PROTOCOL = 5
+
+_ANCHOR_CLASS: dict[str, type[Anchor]] = {
+    "node": NodeAnchor,
+    "edge": EdgeAnchor,
+    "walker": WalkerAnchor,
+    "object": ObjectAnchor,
+}
+
+
+def anchor_kind(anchor: Anchor) -> AnchorKind:
+    """The record kind for an anchor."""
+    if isinstance(anchor, NodeAnchor):
+        return "node"
+    if isinstance(anchor, EdgeAnchor):
+        return "edge"
+    if isinstance(anchor, WalkerAnchor):
+        return "walker"
+    return "object"
+
+
+# --------------------------------------------------------------------------
+# Lazy edge lists
+# --------------------------------------------------------------------------
+
+
+def _edge_stub(edge_id: UUID) -> EdgeAnchor:
+    stub = object.__new__(EdgeAnchor)
+    stub.__dict__["id"] = edge_id
+    return stub
+
+
+class LazyEdges(list):  # type: ignore[type-arg]
+    """A node's edge list whose stubs are built on first use.
+
+    Every list operation materialises first, so jaclang sees an ordinary list.
+    `pending` is True until then; the commit uses it to skip untouched lists.
+    """
+
+    __slots__ = ("_ids",)
+
+    def __init__(self, ids: tuple[UUID, ...]) -> None:
+        super().__init__()
+        self._ids: tuple[UUID, ...] | None = ids if ids else None
+
+    @property
+    def pending(self) -> bool:
+        """True while the list has not been looked at."""
+        return self._ids is not None
+
+    def _load(self) -> None:
+        ids = self._ids
+        if ids is not None:
+            self._ids = None
+            super().extend(_edge_stub(i) for i in ids)
+
+
+def _materialising(name: str) -> Callable[..., Any]:
+    base = getattr(list, name)
+
+    def method(self: LazyEdges, *args: Any, **kwargs: Any) -> Any:
+        self._load()
+        return base(self, *args, **kwargs)
+
+    method.__name__ = name
+    return method
+
+
+for _name in (
+    "__iter__", "__len__", "__getitem__", "__setitem__", "__delitem__", "__contains__",
+    "__reversed__", "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__add__",
+    "__iadd__", "__mul__", "__imul__", "__rmul__", "__repr__", "__reduce_ex__",
+    "append", "extend", "insert", "remove", "pop", "index", "count", "sort", "reverse",
+    "copy", "clear",
+):  # fmt: skip
+    setattr(LazyEdges, _name, _materialising(_name))
+LazyEdges.__hash__ = None  # type: ignore[assignment]
+
+
+def _bool(self: LazyEdges) -> bool:
+    return self._ids is not None or list.__len__(self) > 0
+
+
+LazyEdges.__bool__ = _bool  # type: ignore[attr-defined]
+
+
+def edge_ids(anchor: NodeAnchor) -> tuple[UUID, ...] | None:
+    """The node's edge ids, or None when its lazy list was never looked at."""
+    edges = anchor.__dict__.get("edges")
+    if isinstance(edges, LazyEdges) and edges.pending:
+        return None
+    return tuple(e.id for e in anchor.edges)
+
+
+# --------------------------------------------------------------------------
+# Encoding anchors to records and back
+# --------------------------------------------------------------------------
+
+
+def _access_tuple(access: Permission) -> tuple[int, tuple[tuple[str, int], ...]]:
+    roots = access.roots.anchors
+    return (access.all.value, tuple((k, v.value) for k, v in roots.items()))
+
+
+def _permission(data: tuple[int, tuple[tuple[str, int], ...]]) -> Permission:
+    level_all, roots = data
+    perm = Permission()
+    perm.all = AccessLevel(level_all)
+    perm.roots = Access()
+    perm.roots.anchors = {k: AccessLevel(v) for k, v in roots}
+    return perm
+
+
+def encode_state(anchor: Anchor) -> bytes:
+    """Pickle an anchor's state without its edge list (the part a field write changes)."""
+    arch = anchor.archetype
+    fields = {k: v for k, v in arch.__dict__.items() if not k.startswith("__jac")}
+    extra: tuple[Any, ...] = ()
+    if isinstance(anchor, EdgeAnchor):
+        extra = (anchor.source.id, anchor.target.id, anchor.is_undirected)
+    payload = (type(arch), fields, anchor.root, _access_tuple(anchor.access), extra)
+    return pickle.dumps(payload, protocol=PICKLE_PROTOCOL)
+
+
+_defaults_cache: dict[type, list[tuple[str, Any, Any]]] = {}
+
+
+def _fill_missing_fields(arch: Any) -> None:
+    """Give fields added to a class since the record was written their defaults."""
+    import dataclasses
+
+    cls = type(arch)
+    specs = _defaults_cache.get(cls)
+    if specs is None:
+        specs = []
+        if dataclasses.is_dataclass(cls):
+            for f in dataclasses.fields(cls):
+                specs.append((f.name, f.default, f.default_factory))
+        _defaults_cache[cls] = specs
+    d = arch.__dict__
+    for name, default, factory in specs:
+        if name not in d:
+            if default is not dataclasses.MISSING:
+                d[name] = default
+            elif factory is not dataclasses.MISSING:
+                d[name] = factory()
+
+
+def decode_record(record: AnchorRecord) -> Anchor:
+    """Build a fresh, private anchor from a committed record."""
+    cls, fields, root, access, extra = pickle.loads(record.state)
+    arch = cls.__new__(cls)
+    arch.__dict__.update(fields)
+    _fill_missing_fields(arch)
+    anchor_cls = _ANCHOR_CLASS[record.kind]
+    anchor = object.__new__(anchor_cls)
+    d = anchor.__dict__
+    d["id"] = record.id
+    d["archetype"] = arch
+    d["root"] = root
+    d["access"] = _permission(access)
+    d["persistent"] = True
+    d["hash"] = 1  # non-zero: "loaded from the store", which jaclang's access checks rely on
+    if record.kind == "node":
+        d["edges"] = LazyEdges(record.edges)
+        d["topology_index_data"] = None
+        d["version"] = record.version
+        d["_initial_edge_ids"] = frozenset(record.edges)
+    elif record.kind == "edge":
+        source_id, target_id, undirected = extra
+        source = object.__new__(NodeAnchor)
+        source.__dict__["id"] = source_id
+        target = object.__new__(NodeAnchor)
+        target.__dict__["id"] = target_id
+        d["source"] = source
+        d["target"] = target
+        d["is_undirected"] = undirected
+    elif record.kind == "walker":
+        d.update(path=[], next=[], ignores=[], disengaged=False)
+    d["_js_state"] = record.state
+    d["_js_edges"] = record.edges
+    d["_js_version"] = record.version
+    arch.__dict__["__jac__"] = anchor
+    return anchor
+
+
+# --------------------------------------------------------------------------
+# The process-wide tier
+# --------------------------------------------------------------------------
+
+
+class RecordCache:
+    """A bounded, thread-safe LRU of committed records keyed by anchor id."""
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[UUID, AnchorRecord] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_many(self, ids: Iterable[UUID]) -> dict[UUID, AnchorRecord]:
+        """Cached records among `ids`."""
+        out = {}
+        with self._lock:
+            items = self._items
+            for i in ids:
+                rec = items.get(i)
+                if rec is not None:
+                    out[i] = rec
+        return out
+
+    def put(self, record: AnchorRecord) -> None:
+        """Cache a record unless a newer version is already cached."""
+        with self._lock:
+            current = self._items.get(record.id)
+            if current is not None and current.version > record.version:
+                return
+            self._items[record.id] = record
+            self._items.move_to_end(record.id)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+
+    def drop(self, ids: Iterable[UUID]) -> None:
+        """Forget these ids."""
+        with self._lock:
+            for i in ids:
+                self._items.pop(i, None)
+
+    def clear(self) -> None:
+        """Forget everything."""
+        with self._lock:
+            self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class SharedTier:
+    """Committed records for one worker process: cache (L1), optional L2, store (L3)."""
+
+    def __init__(self, store: GraphStore, l2: CacheTier | None = None) -> None:
+        self.store = store
+        self.l2 = l2
+        self.cache = RecordCache()
+
+    def refresh(self) -> None:
+        """Drop cached records other processes have written since the last refresh."""
+        changed = self.store.poll_changes()
+        if changed is None:
+            self.cache.clear()
+        elif changed:
+            self.cache.drop(changed)
+        if self.l2 is not None:
+            dropped = self.l2.poll_invalidations()
+            if dropped is None:
+                self.cache.clear()
+            elif dropped:
+                self.cache.drop(dropped)
+
+    def load(self, ids: Iterable[UUID]) -> dict[UUID, AnchorRecord]:
+        """Records for `ids` from the first tier that has them."""
+        wanted = list(ids)
+        found = self.cache.get_many(wanted)
+        missing = [i for i in wanted if i not in found]
+        if missing and self.l2 is not None:
+            from_l2 = self.l2.get_many(missing)
+            for rec in from_l2.values():
+                self.cache.put(rec)
+            found.update(from_l2)
+            missing = [i for i in missing if i not in from_l2]
+        if missing:
+            from_store = self.store.load(missing)
+            for rec in from_store.values():
+                self.cache.put(rec)
+            if self.l2 is not None and from_store:
+                self.l2.put_many(from_store.values())
+            found.update(from_store)
+        return found
+
+    def apply(self, writes: list[RecordWrite]) -> dict[UUID, AnchorRecord | None]:
+        """Write a batch to the store (raises WriteConflict) and refresh the caches."""
+        results = self.store.apply(writes)
+        for anchor_id, rec in results.items():
+            if rec is None:
+                self.cache.drop([anchor_id])
+            else:
+                self.cache.put(rec)
+        if self.l2 is not None:
+            self.l2.invalidate(results.keys())
+        return results
+
+
+# --------------------------------------------------------------------------
+# The per-request working set
+# --------------------------------------------------------------------------
+
+
+class RequestMemory(TieredMemory):  # type: ignore[misc]
+    """One request's anchors; jaclang's runtime reads and writes the graph through it.
+
+    jaclang calls `commit()` at the end of every spawn and for the `commit()`
+    builtin; those are deferred to the request boundary, where the executor calls
+    `flush()` once, so a request is all-or-nothing.
+    """
+
+    __jac_base__ = True
+
+    def __init__(self, tier: SharedTier) -> None:  # noqa: D107 - jaclang obj: no super().__init__
+        self.__mem__: dict[UUID, Anchor] = {}
+        self.l2 = None
+        self.l3 = None
+        self.base_path = None
+        self.target_path = None
+        self.use_cache = False
+        self.changes = ChangeSet()
+        self.tier = tier
+        self.deleted: dict[UUID, Anchor] = {}
+
+    # -- reads -------------------------------------------------------------
+    def get(self, id: UUID) -> Anchor | None:
+        """The anchor with this id: this request's copy, else a fresh one from the tiers."""
+        anchor = self.__mem__.get(id)
+        if anchor is not None:
+            return anchor
+        if id in self.deleted:
+            return None
+        rec = self.tier.load([id]).get(id)
+        if rec is None:
+            return None
+        anchor = decode_record(rec)
+        self.__mem__[id] = anchor
+        return anchor
+
+    async def aget(self, id: UUID) -> Anchor | None:
+        """Async mirror of `get` (records are usually cached in-process)."""
+        return self.get(id)
+
+    def batch_get(self, ids: list[UUID]) -> dict[UUID, Anchor]:
+        """Load several anchors with one store round trip for the misses."""
+        result: dict[UUID, Anchor] = {}
+        missing = []
+        for i in ids:
+            anchor = self.__mem__.get(i)
+            if anchor is not None:
+                result[i] = anchor
+            elif i not in self.deleted:
+                missing.append(i)
+        if missing:
+            for i, rec in self.tier.load(missing).items():
+                anchor = decode_record(rec)
+                self.__mem__[i] = anchor
+                result[i] = anchor
+        return result
+
+    def has(self, id: UUID) -> bool:  # jaclang calls it `has`
+        """True if the anchor exists in this request or the tiers."""
+        if id in self.__mem__:
+            return True
+        if id in self.deleted:
+            return False
+        return bool(self.tier.load([id]))
+
+    def get_roots(self) -> Generator[Root, None, None]:
+        """Every user root (the system root excluded), each once."""
+        seen: set[UUID] = set()
+        for anchor in list(self.__mem__.values()):
+            if isinstance(anchor.archetype, Root) and anchor.id != SYSTEM_ROOT_ID:
+                seen.add(anchor.id)
+                yield cast(Root, anchor.archetype)
+        for root_id in self.tier.store.root_ids():
+            if root_id in seen or root_id == SYSTEM_ROOT_ID:
+                continue
+            seen.add(root_id)
+            anchor = self.get(root_id)
+            if anchor is not None:
+                yield cast(Root, anchor.archetype)
+
+    def query(
+        self, filter: Callable[[Anchor], bool] | None = None
+    ) -> Generator[Anchor, None, None]:
+        """Anchors in this request's working set (jaclang's VolatileMemory semantics)."""
+        for anchor in list(self.__mem__.values()):
+            if filter is None or filter(anchor):
+                yield anchor
+
+    # -- writes ------------------------------------------------------------
+    def put(self, anchor: Anchor) -> None:
+        """Track an anchor in this request (written at the request's commit)."""
+        self.__mem__[anchor.id] = anchor
+
+    def delete(self, id: UUID) -> None:
+        """Mark an anchor deleted; the store row goes at the request's commit."""
+        anchor = self.__mem__.pop(id, None)
+        if anchor is None:
+            anchor = self.get(id)
+            self.__mem__.pop(id, None)
+        if anchor is not None and "_js_state" in anchor.__dict__:
+            self.deleted[id] = anchor
+
+    def commit(self, anchor: Anchor | None = None) -> None:
+        """Deferred: the executor commits once per request (see `flush`)."""
+
+    async def acommit(self, anchor: Anchor | None = None) -> None:
+        """Deferred, like `commit`."""
+
+    def abort(self) -> None:
+        """Drop everything this request loaded or changed."""
+        self.__mem__.clear()
+        self.deleted.clear()
+        self.changes.clear()
+
+    def close(self) -> None:
+        """Same as abort: a request's memory owns no connections."""
+        self.abort()
+
+    def quarantine_ref(self, referrer: Anchor | None, stub: Anchor) -> None:
+        """Drop a dangling edge reference from the referrer (repaired at commit)."""
+        if isinstance(referrer, NodeAnchor):
+            referrer.edges[:] = [e for e in referrer.edges if e.id != stub.id]
+
+    def is_recoverable_quarantine(self, id: UUID) -> bool:
+        """We keep no quarantine: unreadable records fail loudly instead."""
+        return False
+
+    # -- commit ------------------------------------------------------------
+    def collect_writes(self, read_versions: dict[UUID, int]) -> list[RecordWrite]:
+        """Turn this request's changes into store writes, with access checks.
+
+        Denied changes are dropped here and reported by jaclang's access checks as
+        diagnostics (or PermissionError under JAC_STRICT_PERMISSIONS=1).
+        """
+        writes: list[RecordWrite] = []
+        for anchor in list(self.__mem__.values()):
+            d = anchor.__dict__
+            if not d.get("persistent") or not anchor.is_populated():
+                continue
+            if anchor.id in self.deleted:
+                continue
+            base_state: bytes | None = d.get("_js_state")
+            is_node = isinstance(anchor, NodeAnchor)
+            if base_state is None:
+                writes.extend(self._create(anchor, is_node))
+                continue
+            state = encode_state(anchor)
+            state_changed = state != base_state
+            added: tuple[UUID, ...] = ()
+            removed: tuple[UUID, ...] = ()
+            if is_node:
+                current = edge_ids(cast(NodeAnchor, anchor))
+                if current is not None:
+                    before = d["_js_edges"]
+                    if current != before:
+                        before_set, current_set = set(before), set(current)
+                        added = tuple(i for i in current if i not in before_set)
+                        removed = tuple(i for i in before if i not in current_set)
+            if state_changed and not Jac.check_write_access(anchor, op_hint="field_write"):
+                state_changed = False
+            if (added or removed) and not Jac.check_connect_access(anchor):
+                added = removed = ()
+            if not state_changed and not added and not removed:
+                continue
+            expect = d["_js_version"] if state_changed else read_versions.get(anchor.id)
+            writes.append(
+                RecordWrite(
+                    op="update",
+                    id=anchor.id,
+                    kind=anchor_kind(anchor),
+                    root=anchor.root,
+                    is_root=isinstance(anchor.archetype, Root),
+                    state=state if state_changed else None,
+                    edges_added=added,
+                    edges_removed=removed,
+                    expect_version=expect,
+                )
+            )
+        for anchor in self.deleted.values():
+            if Jac.check_write_access(anchor, op_hint="delete"):
+                writes.append(RecordWrite(op="delete", id=anchor.id, kind=anchor_kind(anchor)))
+        return writes
+
+    def _create(self, anchor: Anchor, is_node: bool) -> Iterator[RecordWrite]:
+        edges: tuple[UUID, ...] = ()
+        is_root = isinstance(anchor.archetype, Root)
+        if is_node:
+            edges = tuple(e.id for e in cast(NodeAnchor, anchor).edges)
+            if not is_root and not edges:
+                return  # jaclang's rule: an unreachable new node is garbage, not data
+        yield RecordWrite(
+            op="create",
+            id=anchor.id,
+            kind=anchor_kind(anchor),
+            root=anchor.root,
+            is_root=is_root,
+            state=encode_state(anchor),
+            edges=edges,
+        )
+
+    def flush(self, read_versions: dict[UUID, int]) -> int:
+        """Commit this request's changes in one atomic batch; return how many writes."""
+        writes = self.collect_writes(read_versions)
+        if writes:
+            self.tier.apply(writes)
+        return len(writes)

@@ -1,0 +1,74 @@
+"""The PluginManager: built-in extensions plus entry points in the group `jacscale`.
+
+Knobs: JACSCALE_DISABLE_PLUGIN_AUTOLOAD=1 loads only the built-ins (and any named
+in JACSCALE_PLUGINS); JACSCALE_PLUGINS=a,b loads only those entry points by name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+import os
+from collections.abc import Mapping
+from importlib.metadata import entry_points
+from typing import Any
+
+import pluggy
+
+from jacscale_core import hookspecs
+
+log = logging.getLogger("jacscale.plugins")
+
+hookimpl = pluggy.HookimplMarker("jacscale")
+
+# Built-in extensions, registered on the same manager as third-party plugins.
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "jacscale_ext.sqlite_store",
+    "jacscale_ext.health",
+    "jacscale_ext.docs",
+    "jacscale_ext.local_storage",
+    "jacscale_ext.auth.plugin",
+    "jacscale_ext.webhooks",
+    "jacscale_ext.websockets",
+    "jacscale_ext.traverse",
+    "jacscale_ext.access_log",
+)
+
+
+async def await_me_maybe(value: Any) -> Any:
+    """Return `value`, awaiting it first if it is awaitable (hooks may return either)."""
+    if inspect.isawaitable(value):
+        value = await value
+    return value
+
+
+def make_plugin_manager(env: Mapping[str, str] | None = None) -> pluggy.PluginManager:
+    """Build a manager with the hook specs, the built-ins and the allowed entry points."""
+    env = os.environ if env is None else env
+    pm = pluggy.PluginManager("jacscale")
+    pm.add_hookspecs(hookspecs)
+    for name in DEFAULT_PLUGINS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # built-in not written yet in this checkout
+                continue
+            raise
+        pm.register(module, name=name)
+    wanted = {p.strip() for p in env.get("JACSCALE_PLUGINS", "").split(",") if p.strip()}
+    autoload = env.get("JACSCALE_DISABLE_PLUGIN_AUTOLOAD", "") not in ("1", "true", "yes")
+    for ep in entry_points(group="jacscale"):
+        if wanted and ep.name not in wanted:
+            continue
+        if not wanted and not autoload:
+            continue
+        if pm.get_plugin(ep.name) is not None:
+            continue
+        pm.register(ep.load(), name=ep.name)
+    return pm
+
+
+def plugin_names(pm: pluggy.PluginManager) -> list[str]:
+    """Names of the registered plugins, built-ins first."""
+    return [name for name, _ in pm.list_name_plugin()]

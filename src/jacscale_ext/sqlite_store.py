@@ -1,0 +1,334 @@
+"""The embedded durable store (L3): one SQLite file in WAL mode, shared by all
+local workers. No server process is needed.
+
+Tables: `anchors` (one row per anchor: state blob + ordered edge ids), `changes`
+(an append-only log other workers poll to invalidate their caches; pruned), and
+`docs` (small JSON collections for extensions: users, API keys, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from jacscale_core.context import AppContext
+from jacscale_core.plugins import hookimpl
+from jacscale_core.store import (
+    AnchorRecord,
+    DuplicateKey,
+    RecordWrite,
+    WriteConflict,
+)
+
+log = logging.getLogger("jacscale.sqlite")
+
+BUSY_TIMEOUT_MS = 10_000
+CHANGES_KEPT = 100_000
+PRUNE_EVERY = 500
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS anchors (
+    id BLOB PRIMARY KEY,
+    kind TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    root BLOB,
+    is_root INTEGER NOT NULL,
+    state BLOB NOT NULL,
+    edges BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS anchors_roots ON anchors(is_root) WHERE is_root = 1;
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id BLOB NOT NULL,
+    pid INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS docs (
+    collection TEXT NOT NULL,
+    id TEXT NOT NULL,
+    doc TEXT NOT NULL,
+    PRIMARY KEY (collection, id)
+) WITHOUT ROWID;
+"""
+
+
+def pack_ids(ids: Iterable[UUID]) -> bytes:
+    """Edge ids as one blob of 16-byte UUIDs, in order."""
+    return b"".join(i.bytes for i in ids)
+
+
+def unpack_ids(blob: bytes) -> tuple[UUID, ...]:
+    """The inverse of pack_ids."""
+    return tuple(UUID(bytes=blob[i : i + 16]) for i in range(0, len(blob), 16))
+
+
+def merge_edges(
+    stored: tuple[UUID, ...], added: tuple[UUID, ...], removed: tuple[UUID, ...]
+) -> tuple[UUID, ...]:
+    """Apply an edge delta to a stored list, keeping insertion order."""
+    gone = set(removed)
+    present = set(stored)
+    out = [i for i in stored if i not in gone]
+    out.extend(i for i in added if i not in present and i not in gone)
+    return tuple(out)
+
+
+class SqliteDocuments:
+    """DocumentStore over the `docs` table (shares the graph store's connection)."""
+
+    def __init__(self, store: SqliteGraphStore) -> None:
+        self._store = store
+
+    def insert(self, collection: str, doc: dict[str, Any]) -> None:
+        """Insert `doc`; raise DuplicateKey if its `_id` exists."""
+        doc_id = str(doc["_id"])
+        with self._store.transaction() as conn:
+            try:
+                conn.execute(
+                    "INSERT INTO docs (collection, id, doc) VALUES (?, ?, ?)",
+                    (collection, doc_id, json.dumps(doc)),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise DuplicateKey(f"{collection}/{doc_id} exists") from exc
+
+    def get(self, collection: str, doc_id: str) -> dict[str, Any] | None:
+        """Return the document with this `_id`, or None."""
+        with self._store.locked() as conn:
+            row = conn.execute(
+                "SELECT doc FROM docs WHERE collection = ? AND id = ?", (collection, doc_id)
+            ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def find(self, collection: str, where: dict[str, Any]) -> list[dict[str, Any]]:
+        """Documents whose top-level fields equal every item of `where`."""
+        sql = "SELECT doc FROM docs WHERE collection = ?"
+        params: list[Any] = [collection]
+        for key, value in where.items():
+            if not key.replace("_", "").isalnum():
+                raise ValueError(f"invalid field name {key!r}")
+            sql += f" AND json_extract(doc, '$.{key}') IS ?"
+            params.append(int(value) if isinstance(value, bool) else value)
+        with self._store.locked() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def update(self, collection: str, doc_id: str, fields: dict[str, Any]) -> bool:
+        """Set top-level fields; False if the document does not exist."""
+        with self._store.transaction() as conn:
+            row = conn.execute(
+                "SELECT doc FROM docs WHERE collection = ? AND id = ?", (collection, doc_id)
+            ).fetchone()
+            if row is None:
+                return False
+            doc = json.loads(row[0]) | fields
+            conn.execute(
+                "UPDATE docs SET doc = ? WHERE collection = ? AND id = ?",
+                (json.dumps(doc), collection, doc_id),
+            )
+        return True
+
+    def delete(self, collection: str, doc_id: str) -> bool:
+        """Delete a document; False if it did not exist."""
+        with self._store.transaction() as conn:
+            cur = conn.execute(
+                "DELETE FROM docs WHERE collection = ? AND id = ?", (collection, doc_id)
+            )
+        return cur.rowcount > 0
+
+
+class SqliteGraphStore:
+    """GraphStore on one SQLite file; safe for several worker processes."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.location = str(self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():
+            # Created private: the file holds the app's data and its users.
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(
+            self.path,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+            check_same_thread=False,
+            isolation_level=None,
+        )
+        self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self._conn.execute("PRAGMA journal_mode = WAL")
+        self._conn.execute("PRAGMA synchronous = NORMAL")
+        self._conn.executescript(SCHEMA)
+        self._pid = os.getpid()
+        self._data_version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+        self._last_seq = self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0]
+        self._applies = 0
+        self.docs = SqliteDocuments(self)
+
+    # -- connection helpers --------------------------------------------------
+    def locked(self) -> _Locked:
+        """The connection under this store's lock (reads)."""
+        return _Locked(self._lock, self._conn, transaction=False)
+
+    def transaction(self) -> _Locked:
+        """The connection under the lock, inside BEGIN IMMEDIATE ... COMMIT."""
+        return _Locked(self._lock, self._conn, transaction=True)
+
+    # -- GraphStore ----------------------------------------------------------
+    def load(self, ids: Iterable[UUID]) -> dict[UUID, AnchorRecord]:
+        """Stored records among `ids`."""
+        wanted = [i.bytes for i in ids]
+        out: dict[UUID, AnchorRecord] = {}
+        with self.locked() as conn:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = conn.execute(
+                    "SELECT id, kind, version, root, is_root, state, edges FROM anchors"
+                    f" WHERE id IN ({marks})",
+                    chunk,
+                ).fetchall()
+                for row in rows:
+                    rec = _record(row)
+                    out[rec.id] = rec
+        return out
+
+    def apply(self, writes: list[RecordWrite]) -> dict[UUID, AnchorRecord | None]:
+        """Apply every write in one transaction; WriteConflict rolls back all of it."""
+        results: dict[UUID, AnchorRecord | None] = {}
+        with self.transaction() as conn:
+            for w in writes:
+                key = w.id.bytes
+                if w.op == "create":
+                    rec = AnchorRecord(
+                        w.id, w.kind, 1, w.root, w.is_root, w.state or b"", w.edges
+                    )
+                    try:
+                        conn.execute(
+                            "INSERT INTO anchors (id, kind, version, root, is_root, state, edges)"
+                            " VALUES (?, ?, 1, ?, ?, ?, ?)",
+                            (key, w.kind, _blob(w.root), int(w.is_root), rec.state, pack_ids(w.edges)),
+                        )
+                    except sqlite3.IntegrityError as exc:
+                        raise WriteConflict(w.id, None, -1) from exc
+                    results[w.id] = rec
+                elif w.op == "update":
+                    row = conn.execute(
+                        "SELECT id, kind, version, root, is_root, state, edges FROM anchors WHERE id = ?",
+                        (key,),
+                    ).fetchone()
+                    if row is None:
+                        raise WriteConflict(w.id, w.expect_version, None)
+                    stored = _record(row)
+                    if w.expect_version is not None and stored.version != w.expect_version:
+                        raise WriteConflict(w.id, w.expect_version, stored.version)
+                    edges = stored.edges
+                    if w.edges_added or w.edges_removed:
+                        edges = merge_edges(edges, w.edges_added, w.edges_removed)
+                    state = w.state if w.state is not None else stored.state
+                    version = stored.version + 1
+                    conn.execute(
+                        "UPDATE anchors SET version = ?, state = ?, edges = ? WHERE id = ?",
+                        (version, state, pack_ids(edges), key),
+                    )
+                    results[w.id] = AnchorRecord(
+                        w.id, stored.kind, version, stored.root, stored.is_root, state, edges
+                    )
+                else:
+                    conn.execute("DELETE FROM anchors WHERE id = ?", (key,))
+                    results[w.id] = None
+                conn.execute("INSERT INTO changes (id, pid) VALUES (?, ?)", (key, self._pid))
+            self._applies += 1
+            if self._applies % PRUNE_EVERY == 0:
+                conn.execute(
+                    "DELETE FROM changes WHERE seq < (SELECT MAX(seq) FROM changes) - ?",
+                    (CHANGES_KEPT,),
+                )
+        return results
+
+    def root_ids(self) -> list[UUID]:
+        """Ids of every stored root."""
+        with self.locked() as conn:
+            rows = conn.execute("SELECT id FROM anchors WHERE is_root = 1").fetchall()
+        return [UUID(bytes=r[0]) for r in rows]
+
+    def poll_changes(self) -> list[UUID] | None:
+        """Ids other processes wrote since the last call (None: the log was pruned past us)."""
+        with self.locked() as conn:
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+            if version == self._data_version:
+                return []
+            self._data_version = version
+            rows = conn.execute(
+                "SELECT seq, id, pid FROM changes WHERE seq > ? ORDER BY seq", (self._last_seq,)
+            ).fetchall()
+            if not rows:
+                return []
+            # seq is contiguous (AUTOINCREMENT under BEGIN IMMEDIATE): a hole
+            # right after our position means the log was pruned past us.
+            gap = rows[0][0] > self._last_seq + 1
+            self._last_seq = rows[-1][0]
+        if gap:
+            return None
+        return [UUID(bytes=r[1]) for r in rows if r[2] != self._pid]
+
+    def ping(self) -> bool:
+        """True when the database answers."""
+        with self.locked() as conn:
+            return conn.execute("SELECT 1").fetchone()[0] == 1
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._conn.close()
+
+
+class _Locked:
+    def __init__(self, lock: threading.RLock, conn: sqlite3.Connection, transaction: bool) -> None:
+        self._lock = lock
+        self._conn = conn
+        self._transaction = transaction
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._lock.acquire()
+        if self._transaction:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except BaseException:
+                self._lock.release()
+                raise
+        return self._conn
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if self._transaction:
+                self._conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self._lock.release()
+
+
+def _blob(value: UUID | None) -> bytes | None:
+    return value.bytes if value is not None else None
+
+
+def _record(row: tuple[Any, ...]) -> AnchorRecord:
+    anchor_id, kind, version, root, is_root, state, edges = row
+    return AnchorRecord(
+        id=UUID(bytes=anchor_id),
+        kind=kind,
+        version=version,
+        root=UUID(bytes=root) if root else None,
+        is_root=bool(is_root),
+        state=state,
+        edges=unpack_ids(edges),
+    )
+
+
+@hookimpl(trylast=True)
+def jacscale_graph_store(app: AppContext) -> SqliteGraphStore:
+    """The default store: `<data dir>/jacscale.db`."""
+    return SqliteGraphStore(app.settings.data_dir / "jacscale.db")

@@ -1,0 +1,1 @@
+"""Test-only helpers (protocol-level test doubles); never imported by the product."""
