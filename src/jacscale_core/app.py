@@ -34,7 +34,12 @@ from jacscale_core.errors import ApiError
 from jacscale_core.executor import Executor
 from jacscale_core.http_endpoints import endpoint_routes, error_response
 from jacscale_core.memory import SharedTier
-from jacscale_core.middleware import BodyLimitMiddleware, RequestIdMiddleware, request_id_of
+from jacscale_core.middleware import (
+    BodyLimitMiddleware,
+    CrashMiddleware,
+    RequestIdMiddleware,
+    request_id_of,
+)
 from jacscale_core.plugins import await_me_maybe, make_plugin_manager
 from jacscale_core.program import Program, load_program
 
@@ -63,12 +68,16 @@ def build_context(
     """Resolve settings, load the program and open the store for this process."""
     env = os.environ if env is None else env
     os.environ.setdefault("JAC_TOPOLOGY_INDEX", "0")
+    from jaclang.jac0core.runtime import JacRuntime
+
+    JacRuntime.strict_permissions = env.get("JAC_STRICT_PERMISSIONS", "").lower() in ("1", "true")
     pm = make_plugin_manager(env)
     for plugin in plugins:
         pm.register(plugin)
     settings = load_settings(app_path, plugin_sections(pm), cli=cli, env=env)
-    program = program or load_program(settings.app_path)
+    # Before the program loads: its globals (e.g. `glob s = store(...)`) run at import.
     _set_storage_dir(settings)
+    program = program or load_program(settings.app_path)
     app = AppContext(settings=settings, program=program, pm=pm, store=None, executor=None)  # type: ignore[arg-type]
     store = pm.hook.jacscale_graph_store(app=app)
     if store is None:
@@ -154,17 +163,8 @@ def _install_error_handlers(starlette: Starlette) -> None:
             err = ApiError("BAD_REQUEST", str(exc.detail), status=exc.status_code)
         return error_response(err, request_id_of(request.scope))
 
-    async def on_crash(request: Request, exc: Exception) -> Response:
-        log.error(
-            "request %s failed: %s", request_id_of(request.scope), exc, exc_info=exc
-        )
-        message = scrub(f"{type(exc).__name__}: {exc}")
-        err = ApiError("EXECUTION_ERROR", message)
-        return error_response(err, request_id_of(request.scope))
-
     starlette.add_exception_handler(ApiError, on_api_error)
     starlette.add_exception_handler(HTTPException, on_http_error)
-    starlette.add_exception_handler(Exception, on_crash)
 
 
 def create_app(
@@ -197,6 +197,7 @@ def create_app(
 
     middleware = [
         Middleware(RequestIdMiddleware),
+        Middleware(CrashMiddleware, scrub=scrub),
         Middleware(
             BodyLimitMiddleware,
             max_body_bytes=ctx.settings.api.max_body_bytes,

@@ -47,9 +47,17 @@ class ServerConfig(msgspec.Struct, kw_only=True):
     shutdown_timeout_seconds: float = 10.0
 
 
+class DatabaseConfig(msgspec.Struct, kw_only=True):
+    """`[plugins.scale.database]`: server URIs (MONGODB_URI / REDIS_URL win over these)."""
+
+    mongodb_uri: str | None = None
+    redis_url: str | None = None
+
+
 KERNEL_SECTIONS: dict[str, type] = {
     "plugins.scale.api": ApiConfig,
     "plugins.scale.server": ServerConfig,
+    "plugins.scale.database": DatabaseConfig,
 }
 
 # Environment variables the kernel reads, mapped to ServerConfig / ApiConfig fields.

@@ -6,8 +6,9 @@ on the event loop (their graph reads are served from the in-process record cache
 falling back to the local store). A request's writes reach the store in one
 atomic batch at the end (`RequestMemory.flush`); a write conflict discards the
 attempt and replays the request, at most `max_replays` times, then answers 409.
-After a first conflict on an anchor, further attempts in this process take a
-per-anchor lock, so hot spots serialise locally instead of livelocking.
+After a conflict, the requests of that user root in this process queue on a lock
+for a short while (HOT_SECONDS), so hot spots serialise locally instead of
+livelocking; only other processes can still conflict with them.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ from jacscale_core.program import Endpoint
 from jacscale_core.store import RecordWrite, WriteConflict
 
 T = TypeVar("T")
+# After a write conflict, a root's requests in this process run one at a time for
+# this long, so contention is resolved by queueing instead of repeated replays.
+HOT_SECONDS = 2.0
 
 
 @dataclass
@@ -75,6 +79,7 @@ class Executor:
         )
         self._hot_locks: dict[UUID, threading.Lock] = {}
         self._hot_async_locks: dict[UUID, asyncio.Lock] = {}
+        self._hot_until: dict[UUID, float] = {}
         self._hot_guard = threading.Lock()
 
     # -- set-up ---------------------------------------------------------------
@@ -212,14 +217,15 @@ class Executor:
         lock: threading.Lock | None = None
         try:
             for attempt in range(self.max_replays + 1):
+                if lock is None and self._is_hot(root_id):
+                    lock = self._hot_lock(root_id)
+                    lock.acquire()
                 try:
                     result = self._attempt_sync(endpoint, args, root_id, node_id)
                     result.replays = attempt
                     return result
-                except WriteConflict as conflict:
-                    if lock is None:
-                        lock = self._hot_lock(conflict.anchor_id)
-                        lock.acquire()
+                except WriteConflict:
+                    self._mark_hot(root_id)
                     time.sleep(_backoff(attempt))
             raise _too_many_conflicts(endpoint)
         finally:
@@ -232,6 +238,9 @@ class Executor:
         lock: asyncio.Lock | None = None
         try:
             for attempt in range(self.max_replays + 1):
+                if lock is None and self._is_hot(root_id):
+                    lock = self._hot_async_lock(root_id)
+                    await lock.acquire()
                 try:
                     # A task of its own, so the jaclang context vars never leak.
                     task = asyncio.ensure_future(
@@ -240,10 +249,8 @@ class Executor:
                     result = await task
                     result.replays = attempt
                     return result
-                except WriteConflict as conflict:
-                    if lock is None:
-                        lock = self._hot_async_lock(conflict.anchor_id)
-                        await lock.acquire()
+                except WriteConflict:
+                    self._mark_hot(root_id)
                     await asyncio.sleep(_backoff(attempt))
             raise _too_many_conflicts(endpoint)
         finally:
@@ -261,19 +268,33 @@ class Executor:
         try:
             entry = self._entry(mem, node_id, ctx.user_root)
             try:
-                value = self._invoke_sync(endpoint, args, entry)
-                if asyncio.iscoroutine(value):
-                    value = await value
+                if endpoint.kind == "function":
+                    value = endpoint.target(**args)
+                    if asyncio.iscoroutine(value):
+                        value = await value
+                else:
+                    value = endpoint.target(**args)
+                    spawned = Jac.spawn(value, entry.archetype)
+                    if asyncio.iscoroutine(spawned):
+                        await spawned
                 await self._in_thread(mem.flush, ctx.read_versions)
             except PermissionError as exc:
                 raise ApiError("FORBIDDEN", str(exc)) from exc
-            if endpoint.kind == "walker" and not hasattr(value, "reports"):
-                value = args  # pragma: no cover - spawn always returns the walker
             return _result(endpoint, value, ctx)
         finally:
             mem.abort()
             ctx.call_state.reset(call_token)
             Jac.reset_request_context(token)
+
+    def _is_hot(self, root_id: UUID) -> bool:
+        until = self._hot_until.get(root_id)
+        return until is not None and until > time.monotonic()
+
+    def _mark_hot(self, root_id: UUID) -> None:
+        with self._hot_guard:
+            if len(self._hot_until) > 10_000:
+                self._hot_until.clear()
+            self._hot_until[root_id] = time.monotonic() + HOT_SECONDS
 
     def _hot_lock(self, anchor_id: UUID) -> threading.Lock:
         with self._hot_guard:

@@ -91,7 +91,7 @@ class LazyEdges(list):  # type: ignore[type-arg]
 
     def __init__(self, ids: tuple[UUID, ...]) -> None:
         super().__init__()
-        self._ids: tuple[UUID, ...] | None = ids if ids else None
+        self._ids: tuple[UUID, ...] | None = ids
 
     @property
     def pending(self) -> bool:
@@ -128,7 +128,7 @@ LazyEdges.__hash__ = None  # type: ignore[assignment]
 
 
 def _bool(self: LazyEdges) -> bool:
-    return self._ids is not None or list.__len__(self) > 0
+    return bool(self._ids) or list.__len__(self) > 0
 
 
 LazyEdges.__bool__ = _bool  # type: ignore[attr-defined]

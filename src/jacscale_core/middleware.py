@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jacscale_core import codec
 from jacscale_core.errors import ApiError
+
+log = logging.getLogger("jacscale")
 
 REQUEST_ID_HEADER = b"x-request-id"
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -48,6 +52,47 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+class CrashMiddleware:
+    """Turn an unhandled exception into the 500 error envelope (inside the request id).
+
+    The operator's log gets the traceback; the client gets the exception's type
+    and message with server paths removed (`scrub`), never a traceback.
+    """
+
+    def __init__(self, app: ASGIApp, scrub: Callable[[str], str]) -> None:
+        self.app = app
+        self.scrub = scrub
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            log.error("request %s failed: %s", request_id_of(scope), exc, exc_info=exc)
+            if started:
+                raise
+            # Exceptions may name the answer they deserve (`api_code = "BAD_REQUEST"`).
+            code = getattr(exc, "api_code", None) or "EXECUTION_ERROR"
+            err = ApiError(code, self.scrub(f"{type(exc).__name__}: {exc}"))
+            body = codec.encode(codec.error_envelope(err, request_id_of(scope)))
+            headers: list[Any] = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ]
+            await send({"type": "http.response.start", "status": err.status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
 
 
 class BodyLimitMiddleware:

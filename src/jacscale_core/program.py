@@ -290,6 +290,13 @@ def _restspec_options(target: Any) -> dict[str, Any]:
     }
 
 
+def _has_async_ability(cls: type) -> bool:
+    for fn in [*getattr(cls, "_jac_entry_funcs_", []), *getattr(cls, "_jac_exit_funcs_", [])]:
+        if inspect.iscoroutinefunction(getattr(fn, "func", None)):
+            return True
+    return False
+
+
 def describe(module: ModuleType, compiled: Any, path: Path) -> Program:
     """Build the Program description from an imported module and its compiled unitree."""
     from jaclang.jac0core.constructs import WalkerArchetype
@@ -310,6 +317,10 @@ def describe(module: ModuleType, compiled: Any, path: Path) -> Program:
         if level == "private":
             private.append(name)
             continue
+        if is_walker and not getattr(value, "__jac_async__", False) and _has_async_ability(value):
+            # `walker w { async can ... }` (seed example 07): jaclang's sync spawn
+            # would drop the coroutine; the async spawn awaits it.
+            value.__jac_async__ = True
         fields = walker_fields(value) if is_walker else function_fields(value)
         options = _restspec_options(value)
         endpoint = Endpoint(

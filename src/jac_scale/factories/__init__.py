@@ -1,0 +1,1 @@
+"""Compatibility factories for programs written for jac-scale."""

@@ -1,0 +1,407 @@
+"""store(): file storage for Jac programs, and the built-in "local" backend.
+
+`store(base_path="./uploads", create_dirs=True)` is the Jac builtin (the kernel's
+jaclang hook calls it). It reads `[storage]` from the app's jac.toml and the
+JAC_STORAGE_* environment variables, then asks the `jacscale_storage_backend`
+hook for the backend; this module answers for "local" with `LocalStorage`.
+
+Priority for each setting, as the jac-scale reference documents it:
+jac.toml `[storage]` > environment > the arguments of `store()` > defaults.
+
+LocalStorage confines every path to its base directory: `..` components,
+absolute paths and symlinks that lead outside are refused with StoragePathError.
+Relative base paths resolve against the app directory (`set_app_dir`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import shutil
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+
+from jacscale_core.config import find_toml, read_toml
+from jacscale_core.plugins import hookimpl
+
+DEFAULT_BASE_PATH = "./storage"
+DEFAULT_STORAGE_TYPE = "local"
+CHUNK_SIZE = 1024 * 1024
+
+ENV_TYPE = "JAC_STORAGE_TYPE"
+ENV_PATH = "JAC_STORAGE_PATH"
+ENV_CREATE_DIRS = "JAC_STORAGE_CREATE_DIRS"
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+_app_dir: Path | None = None
+
+
+def set_app_dir(path: str | os.PathLike[str]) -> None:
+    """Make relative storage paths (and jac.toml lookup) start from `path`.
+
+    The kernel calls this when it loads a program; the default is the current
+    directory.
+    """
+    global _app_dir
+    _app_dir = Path(path).resolve()
+
+
+def app_dir() -> Path:
+    """The directory relative storage paths resolve against."""
+    return _app_dir if _app_dir is not None else Path.cwd()
+
+
+_toml_cache: dict[Path, tuple[tuple[int, int], dict[str, Any]]] = {}
+
+
+def app_toml(directory: Path | None = None) -> dict[str, Any]:
+    """The parsed jac.toml of the app (nearest one up from `directory`); {} if none.
+
+    Parsed once per file version (mtime and size), since store() and kvstore() may be
+    called on every request. Treat the result as read-only.
+    """
+    path = find_toml((app_dir() if directory is None else directory) / "app.jac")
+    if path is None:
+        return {}
+    stat = path.stat()
+    version = (stat.st_mtime_ns, stat.st_size)
+    hit = _toml_cache.get(path)
+    if hit is not None and hit[0] == version:
+        return hit[1]
+    data = read_toml(path)
+    _toml_cache[path] = (version, data)
+    return data
+
+
+class StoragePathError(ValueError):
+    """A storage path is not allowed (escapes the base directory, absolute, empty)."""
+
+    api_code = "BAD_REQUEST"  # a walker that lets this escape answers 400
+
+
+class LocalStorage:
+    """Files under one base directory on the local filesystem.
+
+    The methods are those of jaclang's `Storage` interface. Paths given to them
+    are relative to the base directory, use `/` as separator, and are refused
+    when they would leave it. Local paths given as `source` of `upload` or
+    `destination` of `download` are the program's own files and are not confined.
+    """
+
+    def __init__(self, base_path: str = DEFAULT_BASE_PATH, create_dirs: bool = True) -> None:
+        """Serve files under `base_path`, creating it when `create_dirs` is true."""
+        if not isinstance(base_path, str | os.PathLike) or not os.fspath(base_path):
+            raise ValueError("storage base_path must be a non-empty path")
+        self.base_path = os.fspath(base_path)
+        self.create_dirs = bool(create_dirs)
+        root = Path(self.base_path).expanduser()
+        if not root.is_absolute():
+            root = app_dir() / root
+        if self.create_dirs:
+            root.mkdir(parents=True, exist_ok=True)
+        self.root = root.resolve()
+
+    def __repr__(self) -> str:
+        """Show the base path as configured."""
+        return f"LocalStorage(base_path={self.base_path!r})"
+
+    # ----- path confinement ---------------------------------------------------
+
+    def _lexical(self, path: str, *, allow_root: bool = False) -> Path:
+        """`path` joined to the root without following links; refuses escapes."""
+        if isinstance(path, os.PathLike):
+            path = os.fspath(path)
+        if not isinstance(path, str):
+            raise StoragePathError(f"storage path must be a string, got {type(path).__name__}")
+        if "\x00" in path:
+            raise StoragePathError("storage path must not contain NUL characters")
+        pure = PurePosixPath(path)
+        if pure.is_absolute():
+            raise StoragePathError(f"storage path {path!r} is absolute; give a relative path")
+        if ".." in pure.parts:
+            raise StoragePathError(f"storage path {path!r} must not contain '..'")
+        parts = [p for p in pure.parts if p not in ("", ".")]
+        if not parts and not allow_root:
+            raise StoragePathError("storage path must name a file or folder, got an empty path")
+        return self.root.joinpath(*parts)
+
+    def _inside(self, candidate: Path) -> bool:
+        resolved = candidate.resolve()
+        return resolved == self.root or resolved.is_relative_to(self.root)
+
+    def _resolve(self, path: str, *, allow_root: bool = False) -> Path:
+        """The real location of `path`, refusing anything (a symlink too) outside the root."""
+        lexical = self._lexical(path, allow_root=allow_root)
+        resolved = lexical.resolve()
+        if not (resolved == self.root or resolved.is_relative_to(self.root)):
+            raise StoragePathError(f"storage path {path!r} leads outside the storage folder")
+        if resolved == self.root and not allow_root:
+            raise StoragePathError(f"storage path {path!r} is the storage folder itself")
+        return resolved
+
+    def _relative(self, absolute: Path) -> str:
+        return absolute.relative_to(self.root).as_posix()
+
+    def _require_root(self) -> None:
+        if not self.root.is_dir():
+            raise FileNotFoundError(
+                f"storage folder {self.base_path!r} does not exist (create_dirs is off)"
+            )
+
+    # ----- the Storage interface ----------------------------------------------
+
+    def upload(
+        self,
+        source: str | os.PathLike[str] | IO[Any] | bytes | bytearray,
+        destination: str,
+        metadata: dict[str, str] | None = None,
+    ) -> str:
+        """Store `source` (a local file path, a binary file object or bytes) at `destination`.
+
+        The data streams to a temporary file beside the target and is renamed
+        into place, so a failed upload leaves nothing behind. `metadata` is
+        accepted for interface compatibility; the local backend does not keep it.
+        Returns the storage path of the new file.
+        """
+        target = self._resolve(destination)
+        if target.is_dir():
+            raise IsADirectoryError(f"storage path {destination!r} is a folder")
+        self._require_root()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.part"
+        # os.open with 0o666 honours the umask, as a plain open() would.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                _copy_into(source, out)
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return self._relative(target)
+
+    def download(
+        self, source: str, destination: str | os.PathLike[str] | IO[Any] | None = None
+    ) -> bytes | None:
+        """The bytes of `source`, or None after streaming them to `destination`.
+
+        `destination` may be a local file path or a binary file object.
+        """
+        path = self._resolve(source)
+        if not path.exists():
+            raise FileNotFoundError(f"File not found: {source}")
+        if path.is_dir():
+            raise IsADirectoryError(f"storage path {source!r} is a folder")
+        if destination is None:
+            return path.read_bytes()
+        if isinstance(destination, str | os.PathLike):
+            shutil.copyfile(path, destination)
+            return None
+        with path.open("rb") as fh:
+            shutil.copyfileobj(fh, destination, CHUNK_SIZE)
+        return None
+
+    def delete(self, path: str) -> bool:
+        """Delete a file or a folder with its content; False if nothing was there."""
+        lexical = self._lexical(path)
+        if lexical.is_symlink() and self._inside(lexical.parent):
+            lexical.unlink()  # remove the link itself, wherever it points
+            return True
+        target = self._resolve(path)
+        if target.is_dir():
+            shutil.rmtree(target)
+            return True
+        if target.exists():
+            target.unlink()
+            return True
+        return False
+
+    def exists(self, path: str) -> bool:
+        """True when `path` names an existing file or folder in storage."""
+        return self._resolve(path, allow_root=True).exists()
+
+    def list_files(self, prefix: str = "", recursive: bool = False) -> Iterator[str]:
+        """Yield storage paths under the folder `prefix`, sorted.
+
+        Without `recursive`, the files and folders directly in `prefix`; with it,
+        every file below `prefix`. Links leading outside storage are left out.
+        """
+        base = self._resolve(prefix, allow_root=True)
+        if base.is_file():
+            yield self._relative(base)
+            return
+        if not base.is_dir():
+            return
+        if not recursive:
+            for item in sorted(base.iterdir()):
+                if self._inside(item):
+                    yield self._relative(base / item.name)
+            return
+        found = []
+        for dirpath, _dirnames, filenames in os.walk(base):
+            for name in filenames:
+                item = Path(dirpath) / name
+                if self._inside(item) and item.is_file():
+                    found.append(self._relative(item))
+        yield from sorted(found)
+
+    def get_metadata(self, path: str) -> dict[str, Any]:
+        """{"size", "modified", "created", "is_dir", "name"} of `path` (times in epoch seconds)."""
+        target = self._resolve(path, allow_root=True)
+        if not target.exists():
+            raise FileNotFoundError(f"File not found: {path}")
+        stat = target.stat()
+        return {
+            "size": stat.st_size,
+            "modified": stat.st_mtime,
+            "created": stat.st_ctime,
+            "is_dir": target.is_dir(),
+            "name": PurePosixPath(path).name or target.name,
+        }
+
+    def copy(self, source: str, destination: str) -> bool:
+        """Copy a file or folder within storage; False if `source` does not exist."""
+        src = self._resolve(source)
+        dst = self._resolve(destination)
+        if not src.exists():
+            return False
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            # symlinks=True copies links as links, so nothing outside is read in.
+            shutil.copytree(src, dst, symlinks=True)
+        else:
+            shutil.copy2(src, dst)
+        return True
+
+    def move(self, source: str, destination: str) -> bool:
+        """Move a file or folder within storage; False if `source` does not exist."""
+        src = self._resolve(source)
+        dst = self._resolve(destination)
+        if not src.exists():
+            return False
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(src, dst)
+        return True
+
+    def get_url(self, path: str, expires_in: int | None = 3600) -> str:
+        """A file:// URL for `path` (local files have no HTTP URL; `expires_in` is ignored)."""
+        return self._resolve(path).as_uri()
+
+
+def _copy_into(source: Any, out: IO[bytes]) -> None:
+    """Stream `source` (path, bytes, or file object, text or binary) into `out`."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        out.write(source)
+        return
+    if isinstance(source, str | os.PathLike):
+        with open(source, "rb") as fh:
+            shutil.copyfileobj(fh, out, CHUNK_SIZE)
+        return
+    reader = source
+    read = getattr(source, "read", None)
+    # A Starlette UploadFile has an async read(); its `.file` is the sync file.
+    if (read is None or _is_async(read)) and hasattr(source, "file"):
+        reader = source.file
+        read = getattr(reader, "read", None)
+    if read is None or _is_async(read):
+        raise TypeError(
+            f"upload source must be a path, bytes or a file object, got {type(source).__name__}"
+        )
+    while True:
+        chunk = reader.read(CHUNK_SIZE)
+        if not chunk:
+            break
+        out.write(chunk.encode("utf-8") if isinstance(chunk, str) else chunk)
+
+
+def _is_async(fn: Any) -> bool:
+    return inspect.iscoroutinefunction(fn)
+
+
+# ----- configuration and store() ----------------------------------------------
+
+
+def _parse_bool(value: str, where: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(f"{where} must be true or false, got {value!r}")
+
+
+def storage_config(
+    base_path: str = DEFAULT_BASE_PATH,
+    create_dirs: bool = True,
+    env: Mapping[str, str] | None = None,
+    directory: Path | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """The storage type and backend config: jac.toml > environment > arguments > defaults.
+
+    The config holds every key of `[storage]` (other backends read their own)
+    with `base_path` and `create_dirs` resolved.
+    """
+    env = os.environ if env is None else env
+    section = app_toml(directory).get("storage", {})
+    if not isinstance(section, Mapping):
+        raise ValueError("jac.toml [storage] must be a table")
+    config: dict[str, Any] = dict(section)
+
+    storage_type = section.get("storage_type") or env.get(ENV_TYPE) or DEFAULT_STORAGE_TYPE
+    if not isinstance(storage_type, str):
+        raise ValueError("jac.toml [storage] storage_type must be a string")
+    config.pop("storage_type", None)
+
+    if "base_path" in section:
+        base_path = section["base_path"]
+        if not isinstance(base_path, str) or not base_path:
+            raise ValueError("jac.toml [storage] base_path must be a non-empty string")
+    elif env.get(ENV_PATH):
+        base_path = env[ENV_PATH]
+    config["base_path"] = base_path
+
+    if "create_dirs" in section:
+        create_dirs = section["create_dirs"]
+        if not isinstance(create_dirs, bool):
+            raise ValueError("jac.toml [storage] create_dirs must be true or false")
+    elif env.get(ENV_CREATE_DIRS):
+        create_dirs = _parse_bool(env[ENV_CREATE_DIRS], ENV_CREATE_DIRS)
+    config["create_dirs"] = create_dirs
+    return storage_type, config
+
+
+def create_storage(storage_type: str, config: Mapping[str, Any] | None = None) -> Any:
+    """The backend a plugin provides for `storage_type`, built from `config`."""
+    from jacscale_ext.kvstore import plugin_manager
+
+    storage_type = str(storage_type)
+    backend = plugin_manager().hook.jacscale_storage_backend(
+        storage_type=storage_type, config=dict(config or {})
+    )
+    if backend is None:
+        raise ValueError(
+            f"unknown storage type {storage_type!r}: no installed plugin provides it "
+            f"(built in: {DEFAULT_STORAGE_TYPE!r})"
+        )
+    return backend
+
+
+def store(base_path: str = DEFAULT_BASE_PATH, create_dirs: bool = True) -> Any:
+    """The configured storage backend (the Jac `store()` builtin)."""
+    storage_type, config = storage_config(base_path, create_dirs)
+    return create_storage(storage_type, config)
+
+
+@hookimpl(trylast=True)
+def jacscale_storage_backend(storage_type: str, config: dict[str, Any]) -> LocalStorage | None:
+    """Provide the "local" backend."""
+    if storage_type != DEFAULT_STORAGE_TYPE:
+        return None
+    return LocalStorage(
+        base_path=config.get("base_path", DEFAULT_BASE_PATH),
+        create_dirs=config.get("create_dirs", True),
+    )

@@ -1,0 +1,62 @@
+"""Our msgspec-based rendering equals jaclang's `Serializer.serialize(x, api_mode=True)`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from jaclang.runtimelib.serializer import Serializer
+
+from jacscale_core import codec
+from jacscale_core.errors import ApiError
+from jacscale_core.testing import TestApp
+from tests.fixtures.servers import TEST_APPS
+
+
+def test_corpus_matches_jaclang_serializer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    captured: list[Any] = []
+    original = codec.ok_envelope
+
+    def capture(result: Any, reports: list[Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+        captured.append(reports)
+        captured.append(result)
+        return original(result, reports, *args, **kwargs)
+
+    monkeypatch.setattr("jacscale_core.http_endpoints.codec.ok_envelope", capture)
+    with TestApp(TEST_APPS / "codec_app.jac", tmp_path) as client:
+        response = client.post("/walker/corpus", json={})
+    assert response.status_code == 200, response.text
+    corpus = dict(captured[0][0])
+    corpus["walker"] = captured[1]
+    assert set(corpus) >= {"node", "edge", "obj", "nested", "enum", "uuid", "date", "walker"}
+    for key, value in corpus.items():
+        expected = Serializer.serialize(value, api_mode=True)
+        ours = codec.to_jsonable(value)
+        if key == "walker":
+            expected.pop("restspec", None)  # jac-scale leaked it; we do not
+        assert ours == expected, key
+        # And it survives our JSON encoder unchanged.
+        assert msgspec.json.decode(codec.encode(ours)) == msgspec.json.decode(
+            msgspec.json.encode(expected)
+        )
+    body = response.json()["data"]["reports"][0]
+    assert body["node"]["_jac_archetype"] == "node" and body["node"]["name"] == "a"
+    assert body["edge"]["_jac_archetype"] == "archetype" and body["edge"]["since"] == 2021
+    assert body["obj"]["_jac_archetype"] == "archetype"
+    assert body["enum"] == 2 and body["uuid"] == "12345678-1234-5678-1234-567812345678"
+    assert body["nested"][0][1] == {"k": [1, 2]}
+
+
+def test_error_envelope_shape() -> None:
+    err = ApiError("VALIDATION_ERROR", "bad", details=[{"loc": ["body", "x"], "msg": "m", "type": "t"}])
+    env = codec.error_envelope(err, "rid")
+    assert env == {
+        "ok": False,
+        "type": "error",
+        "data": None,
+        "error": {"code": "VALIDATION_ERROR", "message": "bad",
+                  "details": [{"loc": ["body", "x"], "msg": "m", "type": "t"}]},
+        "meta": {"extra": {"http_status": 422}, "request_id": "rid"},
+    }  # fmt: skip
