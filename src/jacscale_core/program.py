@@ -290,6 +290,14 @@ def _restspec_options(target: Any) -> dict[str, Any]:
     }
 
 
+def _own_doc(target: Any) -> str:
+    """The docstring the program wrote (not the signature dataclasses invent)."""
+    raw = target.__doc__ or ""
+    if isinstance(target, type) and raw.startswith(target.__name__ + "("):
+        return ""
+    return inspect.cleandoc(raw)
+
+
 def _has_async_ability(cls: type) -> bool:
     for fn in [*getattr(cls, "_jac_entry_funcs_", []), *getattr(cls, "_jac_exit_funcs_", [])]:
         if inspect.iscoroutinefunction(getattr(fn, "func", None)):
@@ -332,7 +340,7 @@ def describe(module: ModuleType, compiled: Any, path: Path) -> Program:
             is_async=bool(getattr(value, "__jac_async__", False))
             if is_walker
             else inspect.iscoroutinefunction(value),
-            doc=inspect.cleandoc(value.__doc__ or ""),
+            doc=_own_doc(value),
             has_uploads=any(f.annotation is UploadMarker for f in fields),
             **options,
         )

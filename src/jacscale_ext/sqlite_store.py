@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import sqlite3
 import threading
 from collections.abc import Iterable
@@ -47,7 +48,7 @@ CREATE INDEX IF NOT EXISTS anchors_roots ON anchors(is_root) WHERE is_root = 1;
 CREATE TABLE IF NOT EXISTS changes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id BLOB NOT NULL,
-    pid INTEGER NOT NULL
+    writer INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS docs (
     collection TEXT NOT NULL,
@@ -163,7 +164,8 @@ class SqliteGraphStore:
         self._conn.execute("PRAGMA journal_mode = WAL")
         self._conn.execute("PRAGMA synchronous = NORMAL")
         self._conn.executescript(SCHEMA)
-        self._pid = os.getpid()
+        # Identifies this store's own writes in the change log (one store per process).
+        self._writer = secrets.randbits(62)
         self._data_version = self._conn.execute("PRAGMA data_version").fetchone()[0]
         self._last_seq = self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0]
         self._applies = 0
@@ -241,7 +243,7 @@ class SqliteGraphStore:
                 else:
                     conn.execute("DELETE FROM anchors WHERE id = ?", (key,))
                     results[w.id] = None
-                conn.execute("INSERT INTO changes (id, pid) VALUES (?, ?)", (key, self._pid))
+                conn.execute("INSERT INTO changes (id, writer) VALUES (?, ?)", (key, self._writer))
             self._applies += 1
             if self._applies % PRUNE_EVERY == 0:
                 conn.execute(
@@ -264,7 +266,7 @@ class SqliteGraphStore:
                 return []
             self._data_version = version
             rows = conn.execute(
-                "SELECT seq, id, pid FROM changes WHERE seq > ? ORDER BY seq", (self._last_seq,)
+                "SELECT seq, id, writer FROM changes WHERE seq > ? ORDER BY seq", (self._last_seq,)
             ).fetchall()
             if not rows:
                 return []
@@ -274,7 +276,7 @@ class SqliteGraphStore:
             self._last_seq = rows[-1][0]
         if gap:
             return None
-        return [UUID(bytes=r[1]) for r in rows if r[2] != self._pid]
+        return [UUID(bytes=r[1]) for r in rows if r[2] != self._writer]
 
     def ping(self) -> bool:
         """True when the database answers."""
