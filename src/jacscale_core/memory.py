@@ -19,6 +19,9 @@ from __future__ import annotations
 import pickle
 import threading
 from collections import OrderedDict
+from datetime import date, time, timedelta
+from decimal import Decimal
+from enum import Enum
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any, cast
 from uuid import UUID
@@ -143,8 +146,79 @@ def edge_ids(anchor: NodeAnchor) -> tuple[UUID, ...] | None:
 
 
 # --------------------------------------------------------------------------
+# Dirty tracking
+# --------------------------------------------------------------------------
+
+DIRTY = "__jac_dirty__"
+_IMMUTABLE = (str, int, float, bool, bytes, type(None), UUID, Enum, date, time, timedelta, Decimal)
+
+
+def track_writes(cls: type) -> None:
+    """Make attribute writes on instances of `cls` mark them dirty (program classes).
+
+    A loaded anchor whose archetype is tracked, clean, and holds only immutable
+    values cannot have changed, so the commit skips encoding it.
+    """
+    if cls.__dict__.get("__jacscale_tracked__"):
+        return
+    base_setattr = cls.__setattr__
+
+    def __setattr__(self: Any, name: str, value: Any) -> None:
+        self.__dict__[DIRTY] = True
+        base_setattr(self, name, value)
+
+    cls.__setattr__ = __setattr__  # type: ignore[method-assign,assignment]
+    cls.__jacscale_tracked__ = True  # type: ignore[attr-defined]
+
+
+def _tracked(cls: type) -> bool:
+    return bool(getattr(cls, "__jacscale_tracked__", False)) or not dataclass_fields(cls)
+
+
+def may_have_changed(anchor: Anchor) -> bool:
+    """False only when the anchor provably equals what was loaded (see track_writes)."""
+    d = anchor.__dict__
+    if d.get("_js_put"):
+        return True
+    arch = d["archetype"]
+    if not _tracked(type(arch)):
+        return True
+    values = arch.__dict__
+    if values.get(DIRTY):
+        return True
+    return any(not isinstance(v, _IMMUTABLE) for k, v in values.items() if not k.startswith("__jac"))
+
+
+_fields_cache: dict[type, tuple[str, ...]] = {}
+
+
+def dataclass_fields(cls: type) -> tuple[str, ...]:
+    """Names of a dataclass's fields (cached)."""
+    found = _fields_cache.get(cls)
+    if found is None:
+        import dataclasses
+
+        found = tuple(f.name for f in dataclasses.fields(cls)) if dataclasses.is_dataclass(cls) else ()
+        _fields_cache[cls] = found
+    return found
+
+
+# --------------------------------------------------------------------------
 # Encoding anchors to records and back
 # --------------------------------------------------------------------------
+
+
+_UUIDS: dict[bytes, UUID] = {}
+
+
+def intern_uuid(raw: bytes) -> UUID:
+    """A UUID for 16 raw bytes, shared between records (UUIDs are immutable)."""
+    found = _UUIDS.get(raw)
+    if found is None:
+        if len(_UUIDS) > 500_000:
+            _UUIDS.clear()
+        found = _UUIDS[raw] = UUID(bytes=raw)
+    return found
 
 
 def _access_tuple(access: Permission) -> tuple[int, tuple[tuple[str, int], ...]]:
@@ -153,11 +227,13 @@ def _access_tuple(access: Permission) -> tuple[int, tuple[tuple[str, int], ...]]
 
 
 def _permission(data: tuple[int, tuple[tuple[str, int], ...]]) -> Permission:
+    # Built without the dataclass __init__: this runs for every anchor a request loads.
     level_all, roots = data
-    perm = Permission()
-    perm.all = AccessLevel(level_all)
-    perm.roots = Access()
-    perm.roots.anchors = {k: AccessLevel(v) for k, v in roots}
+    access = object.__new__(Access)
+    access.__dict__["anchors"] = {k: AccessLevel(v) for k, v in roots} if roots else {}
+    perm = object.__new__(Permission)
+    perm.__dict__["all"] = AccessLevel(level_all)
+    perm.__dict__["roots"] = access
     return perm
 
 
@@ -167,8 +243,9 @@ def encode_state(anchor: Anchor) -> bytes:
     fields = {k: v for k, v in arch.__dict__.items() if not k.startswith("__jac")}
     extra: tuple[Any, ...] = ()
     if isinstance(anchor, EdgeAnchor):
-        extra = (anchor.source.id, anchor.target.id, anchor.is_undirected)
-    payload = (type(arch), fields, anchor.root, _access_tuple(anchor.access), extra)
+        extra = (anchor.source.id.bytes, anchor.target.id.bytes, anchor.is_undirected)
+    root = anchor.root.bytes if anchor.root is not None else None
+    payload = (type(arch), fields, root, _access_tuple(anchor.access), extra)
     return pickle.dumps(payload, protocol=PICKLE_PROTOCOL)
 
 
@@ -207,7 +284,7 @@ def decode_record(record: AnchorRecord) -> Anchor:
     d = anchor.__dict__
     d["id"] = record.id
     d["archetype"] = arch
-    d["root"] = root
+    d["root"] = intern_uuid(root) if root is not None else None
     d["access"] = _permission(access)
     d["persistent"] = True
     d["hash"] = 1  # non-zero: "loaded from the store", which jaclang's access checks rely on
@@ -219,9 +296,9 @@ def decode_record(record: AnchorRecord) -> Anchor:
     elif record.kind == "edge":
         source_id, target_id, undirected = extra
         source = object.__new__(NodeAnchor)
-        source.__dict__["id"] = source_id
+        source.__dict__["id"] = intern_uuid(source_id)
         target = object.__new__(NodeAnchor)
-        target.__dict__["id"] = target_id
+        target.__dict__["id"] = intern_uuid(target_id)
         d["source"] = source
         d["target"] = target
         d["is_undirected"] = undirected
@@ -436,6 +513,8 @@ class RequestMemory(TieredMemory):  # type: ignore[misc]
     def put(self, anchor: Anchor) -> None:
         """Track an anchor in this request (written at the request's commit)."""
         self.__mem__[anchor.id] = anchor
+        if "_js_state" in anchor.__dict__:
+            anchor.__dict__["_js_put"] = True  # e.g. perm_grant: access changed
 
     def delete(self, id: UUID) -> None:
         """Mark an anchor deleted; the store row goes at the request's commit."""
@@ -490,8 +569,9 @@ class RequestMemory(TieredMemory):  # type: ignore[misc]
             if base_state is None:
                 writes.extend(self._create(anchor, is_node))
                 continue
-            state = encode_state(anchor)
-            state_changed = state != base_state
+            changed = may_have_changed(anchor)
+            state = encode_state(anchor) if changed else base_state
+            state_changed = changed and state != base_state
             added: tuple[UUID, ...] = ()
             removed: tuple[UUID, ...] = ()
             if is_node:

@@ -309,6 +309,18 @@ def describe(module: ModuleType, compiled: Any, path: Path) -> Program:
     """Build the Program description from an imported module and its compiled unitree."""
     from jaclang.jac0core.constructs import WalkerArchetype
 
+    from jaclang.jac0core.archetype import Archetype
+
+    from jacscale_core.memory import track_writes
+
+    for value in vars(module).values():
+        if (
+            isinstance(value, type)
+            and issubclass(value, Archetype)
+            and not issubclass(value, WalkerArchetype)
+            and value.__module__ == module.__name__
+        ):
+            track_writes(value)
     access = _access_modifiers(compiled)
     endpoints: dict[str, Endpoint] = {}
     private: list[str] = []
@@ -354,7 +366,7 @@ def load_program(app_path: str | Path) -> Program:
     """Compile and import a Jac program with jaclang; raise ProgramLoadError with diagnostics."""
     from jaclang import JacRuntime as Jac
 
-    from jacscale_core import jac_builtins
+    from jacscale_core import jac_builtins, jac_speedups
 
     path = Path(app_path).resolve()
     if not path.is_file():
@@ -362,6 +374,7 @@ def load_program(app_path: str | Path) -> Program:
     if path.suffix != ".jac":
         raise ProgramLoadError(f"{app_path}: not a .jac file")
     jac_builtins.install()
+    jac_speedups.install()
     base = str(path.parent)
     Jac.set_base_path(base)
     Jac.set_full_target_path(str(path))
