@@ -88,6 +88,7 @@ class Settings:
     sections: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     reload: bool = False
+    env: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def app_dir(self) -> Path:
@@ -146,6 +147,12 @@ def decode_section(
 ) -> Any:
     """Decode one jac.toml table into `struct`, recording unknown keys as warnings."""
     raw = _table(toml, name)
+    if not hasattr(struct, "__struct_fields__"):  # a free-form table, e.g. dict[str, str]
+        raw = {k: v for k, v in raw.items() if not isinstance(v, Mapping)}
+        try:
+            return msgspec.convert(raw, struct, strict=False)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"{where}: [{name}] {exc}") from exc
     known = set(getattr(struct, "__struct_fields__", ()))
     # Nested tables (e.g. [plugins.scale.kubernetes.plugin_versions]) belong to
     # other sections when the struct does not declare them.
@@ -230,4 +237,5 @@ def load_settings(
         sections=sections,
         warnings=warnings,
         reload=reload,
+        env=env,
     )

@@ -84,6 +84,7 @@ def _start_pre_hook(context: Any) -> None:
             build=bool(context.get_arg("build")),
             target=context.get_arg("target") or "kubernetes",
             registry=context.get_arg("registry") or "dockerhub",
+            experimental=bool(context.get_arg("experimental")),
         )
         context.set_data("cancel_execution", True)
         context.set_data("cancel_return_code", code)

@@ -17,7 +17,7 @@ from typing import Any
 
 from hypercorn.config import Config
 
-from jacscale_core.app import create_app
+from jacscale_core.app import create_app, shutdown, startup
 from jacscale_core.config import ConfigError
 from jacscale_core.context import AppContext
 from jacscale_core.plugins import plugin_names
@@ -60,6 +60,14 @@ def banner(ctx: AppContext, route_count: int) -> str:
     for warning in ctx.settings.warnings:
         lines.append(f"  warning:   {warning}")
     return "\n".join(lines)
+
+
+async def _preflight(ctx: AppContext) -> None:
+    """Run start-up and shutdown once (configuration errors surface here), releasing everything."""
+    try:
+        await startup(ctx)
+    finally:
+        await shutdown(ctx)
 
 
 def hypercorn_config(ctx: AppContext, reload: bool) -> Config:
@@ -108,16 +116,30 @@ def serve(
         print(f"error: configuration: {exc}", file=sys.stderr)
         return 2
     ctx: AppContext = starlette.state.jacscale
-    print(banner(ctx, len(starlette.routes)), flush=True)
     config = hypercorn_config(ctx, reload)
     if ctx.settings.server.workers == 1 and not reload:
         from hypercorn.asyncio import serve as hypercorn_serve
 
-        asyncio.run(hypercorn_serve(starlette, config))  # type: ignore[arg-type]
-        return 0
-    # Workers build their own app; this process only supervises.
-    ctx.store.close()
-    ctx.executor.close()
+        async def run_here() -> int:
+            # Start-up first, in the serving loop, so a configuration error is one
+            # clear line (the lifespan's own start-up then finds it done).
+            try:
+                await startup(ctx)
+            except ConfigError as exc:
+                print(f"error: configuration: {exc}", file=sys.stderr)
+                return 2
+            print(banner(ctx, len(starlette.routes)), flush=True)
+            await hypercorn_serve(starlette, config)  # type: ignore[arg-type]
+            return 0
+
+        return asyncio.run(run_here())
+    # Workers build their own app; this process checks start-up once, then supervises.
+    try:
+        asyncio.run(_preflight(ctx))
+    except ConfigError as exc:
+        print(f"error: configuration: {exc}", file=sys.stderr)
+        return 2
+    print(banner(ctx, len(starlette.routes)), flush=True)
     os.environ[SPEC_ENV] = json.dumps({"app_path": str(ctx.settings.app_path), "cli": cli})
     config.application_path = "jacscale_core.asgi:app"
     from hypercorn.run import run

@@ -1,0 +1,1 @@
+"""jacscale-kubernetes: deploy target "kubernetes" and image registry "dockerhub"."""

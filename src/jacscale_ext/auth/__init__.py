@@ -1,0 +1,1 @@
+"""Users, passwords, JWT bearer tokens and SSO: the built-in auth extension (see docs/auth.md)."""
