@@ -124,8 +124,14 @@ def test_a_walker_touching_nothing_does_not_decode_the_roots_edges(
         assert reports(c.post("/walker/ping", headers=ALICE)) == ["pong"]
         # The user's root (300 edges) was loaded, but no edge stub was built.
         assert edge_lists and all(e.pending for e in edge_lists)
+        # Adding a child appends without building the other 300 stubs...
         edge_lists.clear()
-        assert len(reports(c.post("/walker/list_todos", headers=ALICE))[0]) == 300
+        assert reports(c.post("/walker/add_todo", json={"title": "new"}, headers=ALICE))
+        assert any(e.pending and len(e.appended()) == 1 for e in edge_lists)
+        # ...and the append landed after the others, in order.
+        edge_lists.clear()
+        todos = reports(c.post("/walker/list_todos", headers=ALICE))[0]
+        assert len(todos) == 301 and todos[-1]["title"] == "new"
         assert any(not e.pending for e in edge_lists)
 
 

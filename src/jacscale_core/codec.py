@@ -40,29 +40,41 @@ def encode(obj: Any) -> bytes:
     return _encoder.encode(obj)
 
 
-def _public_names(obj: Any) -> list[str]:
+_names_cache: dict[tuple[type, tuple[str, ...]], tuple[str, ...]] = {}
+
+
+def _public_names(obj: Any) -> tuple[str, ...]:
+    """Sorted public attribute names, as `dir()` would list them (cached per shape)."""
     cls = type(obj)
-    names = _class_attrs.get(cls)
+    instance = tuple(obj.__dict__)
+    key = (cls, instance)
+    names = _names_cache.get(key)
     if names is None:
-        names = tuple(
-            a for a in dir(cls) if not a.startswith("_") and a not in _HIDDEN
-        )
-        _class_attrs[cls] = names
-    instance = [k for k in obj.__dict__ if not k.startswith("_") and k not in _HIDDEN]
-    return sorted(set(names).union(instance))
+        class_names = _class_attrs.get(cls)
+        if class_names is None:
+            class_names = _class_attrs[cls] = tuple(
+                a for a in dir(cls) if not a.startswith("_") and a not in _HIDDEN
+            )
+        own = (k for k in instance if not k.startswith("_") and k not in _HIDDEN)
+        names = tuple(sorted(set(class_names).union(own)))
+        if len(_names_cache) > 10_000:
+            _names_cache.clear()
+        _names_cache[key] = names
+    return names
 
 
 def _attrs(obj: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    values = obj.__dict__
     for name in _public_names(obj):
-        try:
-            value = getattr(obj, name)
-        except AttributeError:
-            continue
-        if callable(value):
+        value = values[name] if name in values else getattr(obj, name, _ABSENT)
+        if value is _ABSENT or callable(value):
             continue
         out[name] = to_jsonable(value)
     return out
+
+
+_ABSENT = object()
 
 
 def to_jsonable(val: Any) -> Any:
@@ -74,45 +86,64 @@ def to_jsonable(val: Any) -> Any:
         return [to_jsonable(v) for v in val]
     if t is dict:
         return {str(k): to_jsonable(v) for k, v in val.items()}
-    if isinstance(val, (str, int, float, bool)):
-        return val
-    if isinstance(val, UUID):
-        return str(val)
-    if isinstance(val, Enum):
-        return val.value
-    if isinstance(val, (list, tuple)):
-        return [to_jsonable(v) for v in val]
-    if isinstance(val, dict):
-        return {str(k): to_jsonable(v) for k, v in val.items()}
-    if isinstance(val, Access):
-        return {"anchors": {str(k): v.value for k, v in val.anchors.items()}}
-    if isinstance(val, Permission):
-        return {"all": val.all.value, "roots": to_jsonable(val.roots)}
-    if isinstance(val, Anchor):
-        return _anchor(val)
-    if isinstance(val, Archetype):
-        anchor = val.__dict__.get("__jac__") or getattr(val, "__jac__", None)
+    render = _renderers.get(t)
+    if render is None:
+        render = _renderers[t] = _renderer_for(t)
+    return render(val)
+
+
+def _renderer_for(t: type) -> Any:
+    """The rendering rule for a type, in jaclang's order of checks."""
+    if issubclass(t, (str, int, float, bool)):
+        return lambda v: v
+    if issubclass(t, UUID):
+        return str
+    if issubclass(t, Enum):
+        return lambda v: v.value
+    if issubclass(t, (list, tuple)):
+        return lambda v: [to_jsonable(x) for x in v]
+    if issubclass(t, dict):
+        return lambda v: {str(k): to_jsonable(x) for k, x in v.items()}
+    if issubclass(t, Access):
+        return lambda v: {"anchors": {str(k): x.value for k, x in v.anchors.items()}}
+    if issubclass(t, Permission):
+        return lambda v: {"all": v.all.value, "roots": to_jsonable(v.roots)}
+    if issubclass(t, Anchor):
+        return _anchor
+    if issubclass(t, Archetype):
         kind = (
-            "node"
-            if isinstance(val, NodeArchetype)
-            else "walker"
-            if isinstance(val, WalkerArchetype)
+            "node" if issubclass(t, NodeArchetype)
+            else "walker" if issubclass(t, WalkerArchetype)
             else "archetype"
-        )
-        head = {
-            "_jac_type": t.__name__,
-            "_jac_id": anchor.id.hex if anchor is not None else None,
-            "_jac_archetype": kind,
-        }
-        return head | _attrs(val)
+        )  # fmt: skip
+        name = t.__name__
+
+        def archetype(v: Any) -> dict[str, Any]:
+            anchor = v.__dict__.get("__jac__") or getattr(v, "__jac__", None)
+            head = {
+                "_jac_type": name,
+                "_jac_id": anchor.id.hex if anchor is not None else None,
+                "_jac_archetype": kind,
+            }
+            return head | _attrs(v)
+
+        return archetype
+    return _generic
+
+
+def _generic(val: Any) -> Any:
     if getattr(val, "__dict__", None):
+        t = type(val)
         out: dict[str, Any] = {"__type__": t.__name__, "__module__": t.__module__}
         for k, v in val.__dict__.items():
             if not k.startswith("_"):
                 out[k] = to_jsonable(v)
         return out
-    log.debug("rendering %s.%s with str()", t.__module__, t.__name__)
+    log.debug("rendering %s with str()", type(val).__name__)
     return str(val)
+
+
+_renderers: dict[type, Any] = {}
 
 
 def _anchor(val: Anchor) -> dict[str, Any]:

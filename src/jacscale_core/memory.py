@@ -86,26 +86,42 @@ def _edge_stub(edge_id: UUID) -> EdgeAnchor:
 class LazyEdges(list):  # type: ignore[type-arg]
     """A node's edge list whose stubs are built on first use.
 
-    Every list operation materialises first, so jaclang sees an ordinary list.
-    `pending` is True until then; the commit uses it to skip untouched lists.
+    Every list operation materialises first, so jaclang sees an ordinary list,
+    except `append` (what a connect does), which is remembered without loading:
+    adding one child to a node with 10,000 edges does not build 10,000 stubs.
+    `pending` is True until the list is materialised.
     """
 
-    __slots__ = ("_ids",)
+    __slots__ = ("_ids", "_appended")
 
     def __init__(self, ids: tuple[UUID, ...]) -> None:
         super().__init__()
         self._ids: tuple[UUID, ...] | None = ids
+        self._appended: list[Any] = []
 
     @property
     def pending(self) -> bool:
-        """True while the list has not been looked at."""
+        """True while the stored ids have not been turned into stubs."""
         return self._ids is not None
+
+    def appended(self) -> list[Any]:
+        """Edges appended while pending."""
+        return self._appended
+
+    def append(self, item: Any) -> None:
+        """Append without materialising when still pending."""
+        if self._ids is not None:
+            self._appended.append(item)
+        else:
+            list.append(self, item)
 
     def _load(self) -> None:
         ids = self._ids
         if ids is not None:
             self._ids = None
-            super().extend(_edge_stub(i) for i in ids)
+            list.extend(self, (_edge_stub(i) for i in ids))
+            list.extend(self, self._appended)
+            self._appended = []
 
 
 def _materialising(name: str) -> Callable[..., Any]:
@@ -123,7 +139,7 @@ for _name in (
     "__iter__", "__len__", "__getitem__", "__setitem__", "__delitem__", "__contains__",
     "__reversed__", "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__add__",
     "__iadd__", "__mul__", "__imul__", "__rmul__", "__repr__", "__reduce_ex__",
-    "append", "extend", "insert", "remove", "pop", "index", "count", "sort", "reverse",
+    "extend", "insert", "remove", "pop", "index", "count", "sort", "reverse",
     "copy", "clear",
 ):  # fmt: skip
     setattr(LazyEdges, _name, _materialising(_name))
@@ -131,18 +147,26 @@ LazyEdges.__hash__ = None  # type: ignore[assignment]
 
 
 def _bool(self: LazyEdges) -> bool:
-    return bool(self._ids) or list.__len__(self) > 0
+    return bool(self._ids) or bool(self._appended) or list.__len__(self) > 0
 
 
 LazyEdges.__bool__ = _bool  # type: ignore[attr-defined]
 
 
-def edge_ids(anchor: NodeAnchor) -> tuple[UUID, ...] | None:
-    """The node's edge ids, or None when its lazy list was never looked at."""
-    edges = anchor.__dict__.get("edges")
+def edge_changes(anchor: NodeAnchor) -> tuple[tuple[UUID, ...], tuple[UUID, ...]]:
+    """(added, removed) edge ids since the node was loaded, in order."""
+    d = anchor.__dict__
+    edges = d.get("edges")
     if isinstance(edges, LazyEdges) and edges.pending:
-        return None
-    return tuple(e.id for e in anchor.edges)
+        return tuple(e.id for e in edges.appended()), ()
+    before: tuple[UUID, ...] = d["_js_edges"]
+    current = tuple(e.id for e in anchor.edges)
+    if current == before:
+        return (), ()
+    before_set, current_set = set(before), set(current)
+    added = tuple(i for i in current if i not in before_set)
+    removed = tuple(i for i in before if i not in current_set)
+    return added, removed
 
 
 # --------------------------------------------------------------------------
@@ -292,7 +316,6 @@ def decode_record(record: AnchorRecord) -> Anchor:
         d["edges"] = LazyEdges(record.edges)
         d["topology_index_data"] = None
         d["version"] = record.version
-        d["_initial_edge_ids"] = frozenset(record.edges)
     elif record.kind == "edge":
         source_id, target_id, undirected = extra
         source = object.__new__(NodeAnchor)
@@ -575,13 +598,7 @@ class RequestMemory(TieredMemory):  # type: ignore[misc]
             added: tuple[UUID, ...] = ()
             removed: tuple[UUID, ...] = ()
             if is_node:
-                current = edge_ids(cast(NodeAnchor, anchor))
-                if current is not None:
-                    before = d["_js_edges"]
-                    if current != before:
-                        before_set, current_set = set(before), set(current)
-                        added = tuple(i for i in current if i not in before_set)
-                        removed = tuple(i for i in before if i not in current_set)
+                added, removed = edge_changes(cast(NodeAnchor, anchor))
             if state_changed and not Jac.check_write_access(anchor, op_hint="field_write"):
                 state_changed = False
             if (added or removed) and not Jac.check_connect_access(anchor):
