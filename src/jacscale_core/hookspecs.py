@@ -143,6 +143,17 @@ def jacscale_readiness(app: AppContext) -> list[tuple[str, bool, str]] | None:  
     """
 
 
+@hookspec
+def jacscale_draining(app: AppContext) -> Any:
+    """The server is about to stop: refuse new long-lived work and end what is open.
+
+    Called once, when a graceful shutdown begins and BEFORE the server waits for
+    open connections (which `jacscale_shutdown` comes too late for): e.g. the
+    WebSocket extension closes every socket with code 1001 here. May be
+    awaitable; must finish within its own timeout. Idempotent.
+    """
+
+
 # --------------------------------------------------------------------------
 # Requests: who is calling, and what happened
 # --------------------------------------------------------------------------

@@ -12,7 +12,6 @@ pluggy). What it changes:
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any

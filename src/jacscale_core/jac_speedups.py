@@ -62,7 +62,7 @@ def _fast_proxy(name: str, sig: inspect.Signature, slow: Callable[..., Any]) -> 
         if len(args) > len(positional) or not names.issuperset(kwargs):
             return slow(*args, **kwargs)
         bound = dict(defaults)
-        bound.update(zip(positional, args))
+        bound.update(zip(positional, args, strict=False))
         bound.update(kwargs)
         if not required.issubset(bound):
             return slow(*args, **kwargs)
@@ -86,7 +86,7 @@ def install() -> int:
         code = getattr(value, "__code__", None)
         if code is None or code.co_freevars != ("name", "sig") or inspect.iscoroutinefunction(value):
             continue
-        cells = dict(zip(code.co_freevars, (c.cell_contents for c in value.__closure__ or ())))
+        cells = dict(zip(code.co_freevars, (c.cell_contents for c in value.__closure__ or ()), strict=True))
         fast = _fast_proxy(cells["name"], cells["sig"], value)
         if fast is not None:
             setattr(JacRuntimeInterface, attr, fast)

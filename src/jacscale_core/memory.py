@@ -19,10 +19,10 @@ from __future__ import annotations
 import pickle
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Generator, Iterable, Iterator
 from datetime import date, time, timedelta
 from decimal import Decimal
 from enum import Enum
-from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any, cast
 from uuid import UUID
 
@@ -185,7 +185,7 @@ def track_writes(cls: type) -> None:
     """
     if cls.__dict__.get("__jacscale_tracked__"):
         return
-    base_setattr = cls.__setattr__
+    base_setattr: Callable[[Any, str, Any], None] = cls.__setattr__  # type: ignore[assignment]
 
     def __setattr__(self: Any, name: str, value: Any) -> None:
         self.__dict__[DIRTY] = True

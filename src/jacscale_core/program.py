@@ -307,9 +307,8 @@ def _has_async_ability(cls: type) -> bool:
 
 def describe(module: ModuleType, compiled: Any, path: Path) -> Program:
     """Build the Program description from an imported module and its compiled unitree."""
-    from jaclang.jac0core.constructs import WalkerArchetype
-
     from jaclang.jac0core.archetype import Archetype
+    from jaclang.jac0core.constructs import WalkerArchetype
 
     from jacscale_core.memory import track_writes
 
