@@ -198,12 +198,17 @@ def create_app(
     middleware = [
         Middleware(RequestIdMiddleware),
         Middleware(CrashMiddleware, scrub=scrub),
+    ]
+    # Plugin middleware (access log, metrics, ...) sees every request, 413s included.
+    for contribution in ctx.pm.hook.jacscale_middleware(app=ctx):
+        middleware.extend(contribution or [])
+    middleware.append(
         Middleware(
             BodyLimitMiddleware,
             max_body_bytes=ctx.settings.api.max_body_bytes,
             max_upload_bytes=max(MAX_UPLOAD_BYTES, ctx.settings.api.max_body_bytes),
-        ),
-    ]
+        )
+    )
     api = ctx.settings.api
     if api.cors_allow_origins:
         middleware.append(
@@ -215,8 +220,6 @@ def create_app(
                 allow_headers=["*"],
             )
         )
-    for contribution in ctx.pm.hook.jacscale_middleware(app=ctx):
-        middleware.extend(contribution or [])
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

@@ -45,6 +45,7 @@ class ServerConfig(msgspec.Struct, kw_only=True):
     thread_pool_size: int = 16
     production: bool = False
     shutdown_timeout_seconds: float = 10.0
+    shutdown_drain_seconds: float = 0.0
 
 
 class DatabaseConfig(msgspec.Struct, kw_only=True):
@@ -68,6 +69,7 @@ ENV_SERVER = {
     "JAC_DATA_PATH": "data_dir",
     "JACSCALE_LOG_FORMAT": "log_format",
     "JACSCALE_THREAD_POOL_SIZE": "thread_pool_size",
+    "JACSCALE_SHUTDOWN_DRAIN_SECONDS": "shutdown_drain_seconds",
 }
 ENV_API = {
     "JACSCALE_MAX_BODY_BYTES": "max_body_bytes",

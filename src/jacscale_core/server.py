@@ -22,6 +22,7 @@ from jacscale_core.config import ConfigError
 from jacscale_core.context import AppContext
 from jacscale_core.plugins import plugin_names
 from jacscale_core.program import ProgramLoadError
+from jacscale_core.shutdown import drain_seconds, run_workers, signal_trigger
 
 SPEC_ENV = "JACSCALE_SERVE_SPEC"
 log = logging.getLogger("jacscale.server")
@@ -129,7 +130,9 @@ def serve(
                 print(f"error: configuration: {exc}", file=sys.stderr)
                 return 2
             print(banner(ctx, len(starlette.routes)), flush=True)
-            await hypercorn_serve(starlette, config)  # type: ignore[arg-type]
+            # SIGTERM/SIGINT: readiness false and plugins told first, then the drain.
+            trigger = signal_trigger(ctx, drain_seconds(ctx))
+            await hypercorn_serve(starlette, config, shutdown_trigger=trigger)  # type: ignore[arg-type]
             return 0
 
         return asyncio.run(run_here())
@@ -142,6 +145,8 @@ def serve(
     print(banner(ctx, len(starlette.routes)), flush=True)
     os.environ[SPEC_ENV] = json.dumps({"app_path": str(ctx.settings.app_path), "cli": cli})
     config.application_path = "jacscale_core.asgi:app"
+    if not reload:
+        return run_workers(config)
     from hypercorn.run import run
 
     return run(config)
