@@ -70,3 +70,35 @@ def test_jac_start_serves_with_jacscale(tmp_path: Path) -> None:
         proc.terminate()
         out = proc.communicate(timeout=30)[0].decode()
     assert "jacscale serving app.jac" in out
+
+
+def test_reload_picks_up_a_changed_program(tmp_path: Path) -> None:
+    app = tmp_path / "app.jac"
+    shutil.copy(EXAMPLES / "todo" / "app.jac", app)
+    port = free_port()
+    proc = subprocess.Popen(
+        [*CLI, "serve", str(app), "--port", str(port), "--host", "127.0.0.1", "--reload",
+         "--data-dir", str(tmp_path / "data")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/walker/ping"
+
+    def pong() -> object:
+        try:
+            return httpx.post(url, timeout=2).json()["data"]["reports"]
+        except (httpx.HTTPError, ValueError):
+            return None
+
+    try:
+        deadline = time.monotonic() + 90
+        while pong() != ["pong"]:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.3)
+        app.write_text(app.read_text().replace('report "pong";', 'report "pong again";'))
+        deadline = time.monotonic() + 90
+        while pong() != ["pong again"]:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.3)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
