@@ -20,6 +20,11 @@ from jacscale_core.store import AnchorRecord, DuplicateKey, GraphStore, RecordWr
 StoreFactory = Callable[[], GraphStore]
 
 
+def version_of(outcome: AnchorRecord | int | None) -> int | None:
+    """A store reports a new record or just its version (see GraphStore.apply)."""
+    return outcome.version if isinstance(outcome, AnchorRecord) else outcome
+
+
 def _node(edges: tuple[uuid.UUID, ...] = (), is_root: bool = False) -> RecordWrite:
     return RecordWrite(
         op="create", id=uuid.uuid4(), kind="node", root=None, is_root=is_root,
@@ -31,8 +36,7 @@ def test_contract_create_load_and_versions(store_factory: StoreFactory) -> None:
     store = store_factory()
     w = _node(edges=(uuid.uuid4(), uuid.uuid4()))
     results = store.apply([w])
-    rec = results[w.id]
-    assert isinstance(rec, AnchorRecord) and rec.version == 1
+    assert version_of(results[w.id]) == 1
     loaded = store.load([w.id, uuid.uuid4()])
     assert list(loaded) == [w.id]
     got = loaded[w.id]
@@ -55,15 +59,21 @@ def test_contract_update_cas_and_blind_edge_merge(store_factory: StoreFactory) -
     w = _node(edges=(e1,))
     store.apply([w])
     # A blind edge merge keeps insertion order and bumps the version.
-    r = store.apply([RecordWrite(op="update", id=w.id, edges_added=(e2, e3))])[w.id]
-    assert r is not None and r.edges == (e1, e2, e3) and r.version == 2
-    r = store.apply([RecordWrite(op="update", id=w.id, edges_removed=(e2,))])[w.id]
-    assert r is not None and r.edges == (e1, e3) and r.version == 3
+    assert version_of(store.apply([RecordWrite(op="update", id=w.id, edges_added=(e2, e3))])[w.id]) == 2
+    r = store.load([w.id])[w.id]
+    assert r.edges == (e1, e2, e3) and r.version == 2
+    assert version_of(store.apply([RecordWrite(op="update", id=w.id, edges_removed=(e2,))])[w.id]) == 3
+    r = store.load([w.id])[w.id]
+    assert r.edges == (e1, e3) and r.version == 3
+    # Appending an edge that is already there changes nothing but the version.
+    store.apply([RecordWrite(op="update", id=w.id, edges_added=(e1,))])
+    assert store.load([w.id])[w.id].edges == (e1, e3)
     # Compare-and-set on the version.
     with pytest.raises(WriteConflict):
-        store.apply([RecordWrite(op="update", id=w.id, state=b"new", expect_version=2)])
-    r = store.apply([RecordWrite(op="update", id=w.id, state=b"new", expect_version=3)])[w.id]
-    assert r is not None and r.state == b"new" and r.edges == (e1, e3)
+        store.apply([RecordWrite(op="update", id=w.id, state=b"new", expect_version=3)])
+    store.apply([RecordWrite(op="update", id=w.id, state=b"new", expect_version=4)])
+    r = store.load([w.id])[w.id]
+    assert r.state == b"new" and r.edges == (e1, e3) and r.version == 5
 
 
 def test_contract_batches_are_atomic(store_factory: StoreFactory) -> None:
@@ -87,6 +97,7 @@ def test_contract_delete(store_factory: StoreFactory) -> None:
     w = _node()
     store.apply([w])
     assert store.apply([RecordWrite(op="delete", id=w.id)]) == {w.id: None}
+    assert w.id not in store.root_ids()
     assert store.load([w.id]) == {}
     store.apply([RecordWrite(op="delete", id=w.id)])  # already gone: fine
 

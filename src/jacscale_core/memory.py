@@ -426,17 +426,52 @@ class SharedTier:
             found.update(from_store)
         return found
 
-    def apply(self, writes: list[RecordWrite]) -> dict[UUID, AnchorRecord | None]:
+    def apply(self, writes: list[RecordWrite]) -> None:
         """Write a batch to the store (raises WriteConflict) and refresh the caches."""
         results = self.store.apply(writes)
-        for anchor_id, rec in results.items():
-            if rec is None:
+        by_id = {w.id: w for w in writes}
+        for anchor_id, outcome in results.items():
+            if outcome is None:
                 self.cache.drop([anchor_id])
+            elif isinstance(outcome, AnchorRecord):
+                self.cache.put(outcome)
             else:
-                self.cache.put(rec)
+                self._derive(by_id[anchor_id], outcome)
         if self.l2 is not None:
             self.l2.invalidate(results.keys())
-        return results
+
+    def _derive(self, write: RecordWrite, version: int) -> None:
+        """Cache the record a write produced, from the write and the record it changed."""
+        if write.op == "create":
+            self.cache.put(
+                AnchorRecord(write.id, write.kind, version, write.root, write.is_root,
+                             write.state or b"", write.edges)
+            )  # fmt: skip
+            return
+        before = self.cache.get_many([write.id]).get(write.id)
+        if before is None or before.version != version - 1:
+            self.cache.drop([write.id])  # someone else wrote in between: reload when needed
+            return
+        edges = before.edges
+        if write.edges_removed:
+            edges = merge_edges(edges, write.edges_added, write.edges_removed)
+        elif write.edges_added:
+            edges = edges + write.edges_added  # new edges: appended in order
+        state = write.state if write.state is not None else before.state
+        self.cache.put(
+            AnchorRecord(before.id, before.kind, version, before.root, before.is_root, state, edges)
+        )
+
+
+def merge_edges(
+    stored: tuple[UUID, ...], added: tuple[UUID, ...], removed: tuple[UUID, ...]
+) -> tuple[UUID, ...]:
+    """Apply an edge delta to an ordered edge list."""
+    gone = set(removed)
+    present = set(stored)
+    out = [i for i in stored if i not in gone]
+    out.extend(i for i in added if i not in present and i not in gone)
+    return tuple(out)
 
 
 # --------------------------------------------------------------------------

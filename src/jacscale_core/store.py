@@ -121,8 +121,12 @@ class GraphStore(Protocol):
         """Return the stored records among `ids` (missing ids are simply absent)."""
         ...
 
-    def apply(self, writes: list[RecordWrite]) -> dict[UUID, AnchorRecord | None]:
-        """Apply every write atomically; return each written id's new record (None if deleted).
+    def apply(self, writes: list[RecordWrite]) -> dict[UUID, AnchorRecord | int | None]:
+        """Apply every write atomically; report each written id's outcome.
+
+        For each id: the new record, or just its new version (an int: the caller
+        derives the record from what it had plus the write, which keeps edge appends
+        O(1) for stores that do not read the whole edge list back), or None if deleted.
 
         Raise WriteConflict (and apply nothing) when a version check fails or a
         create finds an existing record.

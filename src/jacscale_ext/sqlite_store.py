@@ -20,6 +20,7 @@ from typing import Any
 from uuid import UUID
 
 from jacscale_core.context import AppContext
+from jacscale_core.memory import intern_uuid
 from jacscale_core.plugins import hookimpl
 from jacscale_core.store import (
     AnchorRecord,
@@ -41,10 +42,17 @@ CREATE TABLE IF NOT EXISTS anchors (
     version INTEGER NOT NULL,
     root BLOB,
     is_root INTEGER NOT NULL,
-    state BLOB NOT NULL,
-    edges BLOB NOT NULL
+    state BLOB NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS anchors_roots ON anchors(is_root) WHERE is_root = 1;
+-- A node's edges, in insertion order: an append is one row, not a rewrite.
+CREATE TABLE IF NOT EXISTS edges (
+    node BLOB NOT NULL,
+    pos INTEGER NOT NULL,
+    edge BLOB NOT NULL,
+    PRIMARY KEY (node, pos)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS edges_by_id ON edges(node, edge);
 CREATE TABLE IF NOT EXISTS changes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id BLOB NOT NULL,
@@ -57,27 +65,6 @@ CREATE TABLE IF NOT EXISTS docs (
     PRIMARY KEY (collection, id)
 ) WITHOUT ROWID;
 """
-
-
-def pack_ids(ids: Iterable[UUID]) -> bytes:
-    """Edge ids as one blob of 16-byte UUIDs, in order."""
-    return b"".join(i.bytes for i in ids)
-
-
-def unpack_ids(blob: bytes) -> tuple[UUID, ...]:
-    """The inverse of pack_ids."""
-    return tuple(UUID(bytes=blob[i : i + 16]) for i in range(0, len(blob), 16))
-
-
-def merge_edges(
-    stored: tuple[UUID, ...], added: tuple[UUID, ...], removed: tuple[UUID, ...]
-) -> tuple[UUID, ...]:
-    """Apply an edge delta to a stored list, keeping insertion order."""
-    gone = set(removed)
-    present = set(stored)
-    out = [i for i in stored if i not in gone]
-    out.extend(i for i in added if i not in present and i not in gone)
-    return tuple(out)
 
 
 class SqliteDocuments:
@@ -163,6 +150,12 @@ class SqliteGraphStore:
         self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         self._conn.execute("PRAGMA journal_mode = WAL")
         self._conn.execute("PRAGMA synchronous = NORMAL")
+        columns = {r[1] for r in self._conn.execute("PRAGMA table_info(anchors)")}
+        if "edges" in columns:
+            raise RuntimeError(
+                f"{self.path} was written by an early development build of jacscale with"
+                " another layout; move it away (the server creates a new one)"
+            )
         self._conn.executescript(SCHEMA)
         # Identifies this store's own writes in the change log (one store per process).
         self._writer = secrets.randbits(62)
@@ -182,7 +175,7 @@ class SqliteGraphStore:
 
     # -- GraphStore ----------------------------------------------------------
     def load(self, ids: Iterable[UUID]) -> dict[UUID, AnchorRecord]:
-        """Stored records among `ids`."""
+        """Stored records among `ids`, nodes with their edges in order."""
         wanted = [i.bytes for i in ids]
         out: dict[UUID, AnchorRecord] = {}
         with self.locked() as conn:
@@ -190,58 +183,73 @@ class SqliteGraphStore:
                 chunk = wanted[start : start + 500]
                 marks = ",".join("?" * len(chunk))
                 rows = conn.execute(
-                    "SELECT id, kind, version, root, is_root, state, edges FROM anchors"
+                    "SELECT id, kind, version, root, is_root, state FROM anchors"
                     f" WHERE id IN ({marks})",
                     chunk,
                 ).fetchall()
+                nodes = [r[0] for r in rows if r[1] == "node"]
+                edges: dict[bytes, list[UUID]] = {n: [] for n in nodes}
+                if nodes:
+                    node_marks = ",".join("?" * len(nodes))
+                    for node, edge in conn.execute(
+                        f"SELECT node, edge FROM edges WHERE node IN ({node_marks})"
+                        " ORDER BY node, pos",
+                        nodes,
+                    ):
+                        edges[node].append(intern_uuid(edge))
                 for row in rows:
-                    rec = _record(row)
+                    rec = _record(row, tuple(edges.get(row[0], ())))
                     out[rec.id] = rec
         return out
 
-    def apply(self, writes: list[RecordWrite]) -> dict[UUID, AnchorRecord | None]:
-        """Apply every write in one transaction; WriteConflict rolls back all of it."""
-        results: dict[UUID, AnchorRecord | None] = {}
+    def apply(self, writes: list[RecordWrite]) -> dict[UUID, AnchorRecord | int | None]:
+        """Apply every write in one transaction; WriteConflict rolls back all of it.
+
+        Returns new versions (the caller derives the records); edge changes touch
+        only the edge rows they add or remove.
+        """
+        results: dict[UUID, AnchorRecord | int | None] = {}
         with self.transaction() as conn:
             for w in writes:
                 key = w.id.bytes
                 if w.op == "create":
-                    rec = AnchorRecord(
-                        w.id, w.kind, 1, w.root, w.is_root, w.state or b"", w.edges
-                    )
                     try:
                         conn.execute(
-                            "INSERT INTO anchors (id, kind, version, root, is_root, state, edges)"
-                            " VALUES (?, ?, 1, ?, ?, ?, ?)",
-                            (key, w.kind, _blob(w.root), int(w.is_root), rec.state, pack_ids(w.edges)),
+                            "INSERT INTO anchors (id, kind, version, root, is_root, state)"
+                            " VALUES (?, ?, 1, ?, ?, ?)",
+                            (key, w.kind, _blob(w.root), int(w.is_root), w.state or b""),
                         )
                     except sqlite3.IntegrityError as exc:
                         raise WriteConflict(w.id, None, -1) from exc
-                    results[w.id] = rec
+                    if w.edges:
+                        self._append_edges(conn, key, w.edges, check=False)
+                    results[w.id] = 1
                 elif w.op == "update":
                     row = conn.execute(
-                        "SELECT id, kind, version, root, is_root, state, edges FROM anchors WHERE id = ?",
-                        (key,),
+                        "SELECT version FROM anchors WHERE id = ?", (key,)
                     ).fetchone()
                     if row is None:
                         raise WriteConflict(w.id, w.expect_version, None)
-                    stored = _record(row)
-                    if w.expect_version is not None and stored.version != w.expect_version:
-                        raise WriteConflict(w.id, w.expect_version, stored.version)
-                    edges = stored.edges
-                    if w.edges_added or w.edges_removed:
-                        edges = merge_edges(edges, w.edges_added, w.edges_removed)
-                    state = w.state if w.state is not None else stored.state
-                    version = stored.version + 1
-                    conn.execute(
-                        "UPDATE anchors SET version = ?, state = ?, edges = ? WHERE id = ?",
-                        (version, state, pack_ids(edges), key),
-                    )
-                    results[w.id] = AnchorRecord(
-                        w.id, stored.kind, version, stored.root, stored.is_root, state, edges
-                    )
+                    if w.expect_version is not None and row[0] != w.expect_version:
+                        raise WriteConflict(w.id, w.expect_version, row[0])
+                    for edge in w.edges_removed:
+                        conn.execute(
+                            "DELETE FROM edges WHERE node = ? AND edge = ?", (key, edge.bytes)
+                        )
+                    if w.edges_added:
+                        self._append_edges(conn, key, w.edges_added, check=True)
+                    version = row[0] + 1
+                    if w.state is not None:
+                        conn.execute(
+                            "UPDATE anchors SET version = ?, state = ? WHERE id = ?",
+                            (version, w.state, key),
+                        )
+                    else:
+                        conn.execute("UPDATE anchors SET version = ? WHERE id = ?", (version, key))
+                    results[w.id] = version
                 else:
                     conn.execute("DELETE FROM anchors WHERE id = ?", (key,))
+                    conn.execute("DELETE FROM edges WHERE node = ?", (key,))
                     results[w.id] = None
                 conn.execute("INSERT INTO changes (id, writer) VALUES (?, ?)", (key, self._writer))
             self._applies += 1
@@ -251,6 +259,22 @@ class SqliteGraphStore:
                     (CHANGES_KEPT,),
                 )
         return results
+
+    @staticmethod
+    def _append_edges(
+        conn: sqlite3.Connection, node: bytes, edges: tuple[UUID, ...], check: bool
+    ) -> None:
+        last = conn.execute("SELECT MAX(pos) FROM edges WHERE node = ?", (node,)).fetchone()[0]
+        pos = -1 if last is None else last
+        for edge in edges:
+            if check and conn.execute(
+                "SELECT 1 FROM edges WHERE node = ? AND edge = ?", (node, edge.bytes)
+            ).fetchone():
+                continue  # already there: an append is idempotent
+            pos += 1
+            conn.execute(
+                "INSERT INTO edges (node, pos, edge) VALUES (?, ?, ?)", (node, pos, edge.bytes)
+            )
 
     def root_ids(self) -> list[UUID]:
         """Ids of every stored root."""
@@ -317,16 +341,16 @@ def _blob(value: UUID | None) -> bytes | None:
     return value.bytes if value is not None else None
 
 
-def _record(row: tuple[Any, ...]) -> AnchorRecord:
-    anchor_id, kind, version, root, is_root, state, edges = row
+def _record(row: tuple[Any, ...], edges: tuple[UUID, ...]) -> AnchorRecord:
+    anchor_id, kind, version, root, is_root, state = row
     return AnchorRecord(
-        id=UUID(bytes=anchor_id),
+        id=intern_uuid(anchor_id),
         kind=kind,
         version=version,
-        root=UUID(bytes=root) if root else None,
+        root=intern_uuid(root) if root else None,
         is_root=bool(is_root),
         state=state,
-        edges=unpack_ids(edges),
+        edges=edges,
     )
 
 
