@@ -70,7 +70,7 @@ def main() -> None:
         codec.encode(codec.ok_envelope(walker, walker.reports, "rid"))
         t6 = time.thread_time()
         if times is not None:
-            for phase, a, b in zip(PHASES, (t0, t1, t2, t3, t4, t5), (t1, t2, t3, t4, t5, t6)):
+            for phase, a, b in zip(PHASES, (t0, t1, t2, t3, t4, t5), (t1, t2, t3, t4, t5, t6), strict=True):
                 times[phase] += b - a
 
     run(hundred, "bulk_add", count=100)
@@ -126,7 +126,7 @@ def main() -> None:
     ]
     target = ROOT / "benchmarks" / "results" / "profile.md"
     target.write_text("\n".join(report) + "\n")
-    print("\n".join(report[:len(rows) + 10]))
+    print("\n".join(report[: len(rows) + 10]))
     print(f"wrote {target}")
 
 
