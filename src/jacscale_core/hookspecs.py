@@ -169,6 +169,14 @@ def jacscale_authenticate(request: HTTPConnection, app: AppContext) -> Principal
 
 
 @hookspec
+def jacscale_user_deleted(app: AppContext, user_id: str) -> Any:
+    """A user account was deleted: drop what belongs to it (API keys, sessions ...).
+
+    May be awaitable. Called by the auth extension after the account is gone.
+    """
+
+
+@hookspec
 def jacscale_walker_finished(
     app: AppContext, endpoint: Endpoint, principal: Principal, duration: float, success: bool
 ) -> None:

@@ -33,6 +33,7 @@ class RestSpecs:
     protocol: Any = "http"
     broadcast: bool = False
     envelope: bool | None = None
+    webhook_scheme: str | None = None
 
 
 class JacScaleServer:

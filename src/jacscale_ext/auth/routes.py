@@ -109,6 +109,8 @@ def user_routes(app: AppContext) -> list[Route]:
         user = await state.accounts.require_user(await current_principal(request, app))
         password = parse_delete(await read_json(request))
         await state.accounts.delete(user, password, state.client_ip(request))
+        for result in app.pm.hook.jacscale_user_deleted(app=app, user_id=user.user_id):
+            await await_me_maybe(result)
         return flat({"deleted": True, "user_id": user.user_id})
 
     async def change_password(request: Request) -> Response:

@@ -21,6 +21,7 @@ from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from jacscale_core.context import AppContext
@@ -79,13 +80,17 @@ class RedisBroadcastBus:
             ) from None
 
     async def publish(self, message: BroadcastMessage) -> None:
-        """PUBLISH the message (bounded by a timeout)."""
-        try:
-            await asyncio.wait_for(
-                self.client.publish(self.channel, msgspec.json.encode(message)), PUBLISH_TIMEOUT
-            )
-        except (RedisError, OSError) as exc:
-            raise ConnectionError(self._describe(exc)) from None
+        """PUBLISH the message (bounded by a timeout; one retry for a stale pooled connection)."""
+        data = msgspec.json.encode(message)
+        for attempt in (1, 2):
+            try:
+                await asyncio.wait_for(self.client.publish(self.channel, data), PUBLISH_TIMEOUT)
+                return
+            except RedisConnectionError as exc:
+                if attempt == 2:
+                    raise ConnectionError(self._describe(exc)) from None
+            except (RedisError, OSError) as exc:
+                raise ConnectionError(self._describe(exc)) from None
 
     def set_listening(self, listening: bool) -> None:
         """Nothing to do: Redis only sends what is published while subscribed."""
@@ -126,6 +131,7 @@ class RedisBroadcastBus:
                     )
                     if message is not None and message.get("type") == "message":
                         self._handle(message["data"])
+                        await asyncio.sleep(0)  # let socket writers drain between messages
             except (RedisError, OSError, TimeoutError) as exc:
                 self._subscribed.clear()
                 if self._error is None:
