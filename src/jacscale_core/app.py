@@ -42,6 +42,7 @@ from jacscale_core.middleware import (
 )
 from jacscale_core.plugins import await_me_maybe, make_plugin_manager
 from jacscale_core.program import Program, load_program
+from jacscale_core.routing import IndexedRouter
 
 log = logging.getLogger("jacscale")
 
@@ -229,7 +230,8 @@ def create_app(
         finally:
             await shutdown(ctx)
 
-    starlette = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    starlette = Starlette(middleware=middleware)
+    starlette.router = IndexedRouter(routes=routes, lifespan=lifespan)
     _install_error_handlers(starlette)
     starlette.state.jacscale = ctx
     starlette.add_middleware(_StartOnFirstRequest, ctx=ctx)
