@@ -9,6 +9,7 @@ another app whose lifespan does not reach us, on the first request).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import re
@@ -111,7 +112,22 @@ async def startup(app: AppContext) -> None:
     await asyncio.to_thread(app.executor.ensure_roots)
     for result in app.pm.hook.jacscale_startup(app=app):
         await await_me_maybe(result)
+    _settle_garbage_collector()
     app.ready = True
+
+
+def _settle_garbage_collector() -> None:
+    """Keep the loaded program out of the collector's way.
+
+    jaclang keeps the compiled program (about 100,000 objects) alive; each full
+    collection walked all of it, a ~50 ms pause every few dozen requests that
+    showed up as p99 latency. Freezing what exists after start-up moves it out of
+    the collector's scans; a larger young generation makes collections rarer.
+    """
+    gc.collect()
+    gc.freeze()
+    threshold = gc.get_threshold()
+    gc.set_threshold(max(threshold[0], 20_000), *threshold[1:])
 
 
 async def shutdown(app: AppContext) -> None:
