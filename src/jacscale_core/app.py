@@ -136,6 +136,8 @@ async def shutdown(app: AppContext) -> None:
     for result in app.pm.hook.jacscale_shutdown(app=app):
         await await_me_maybe(result)
     app.executor.close()
+    if app.executor.tier.l2 is not None:
+        await asyncio.to_thread(app.executor.tier.l2.close)
     await asyncio.to_thread(app.store.close)
 
 

@@ -30,7 +30,7 @@ class ApiConfig(msgspec.Struct, kw_only=True):
     max_body_bytes: int = 1024 * 1024
     cors_allow_origins: list[str] = msgspec.field(default_factory=list)
     cors_allow_credentials: bool = False
-    max_replays: int = 5
+    max_replays: int = 25
     walker_timeout_seconds: float = 60.0
 
 

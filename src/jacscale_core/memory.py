@@ -23,6 +23,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from datetime import date, time, timedelta
 from decimal import Decimal
 from enum import Enum
+from time import monotonic
 from typing import Any, cast
 from uuid import UUID
 
@@ -47,8 +48,10 @@ from jacscale_core.store import (
     CacheTier,
     GraphStore,
     RecordWrite,
+    WriteConflict,
 )
 
+RECENT_SECONDS = 2.0
 SYSTEM_ROOT_ID = UUID(int=0)
 GUEST_ROOT_ID = UUID(int=1)
 PICKLE_PROTOCOL = 5
@@ -346,6 +349,9 @@ class RecordCache:
         self.capacity = capacity
         self._items: OrderedDict[UUID, AnchorRecord] = OrderedDict()
         self._lock = threading.Lock()
+        # Bumped by every drop: a load that began before a drop must not put back
+        # what it read (it may be the very record the drop was for).
+        self.generation = 0
 
     def get_many(self, ids: Iterable[UUID]) -> dict[UUID, AnchorRecord]:
         """Cached records among `ids`."""
@@ -358,9 +364,11 @@ class RecordCache:
                     out[i] = rec
         return out
 
-    def put(self, record: AnchorRecord) -> None:
-        """Cache a record unless a newer version is already cached."""
+    def put(self, record: AnchorRecord, generation: int | None = None) -> None:
+        """Cache a record unless a newer version is cached (or, given `generation`, a drop happened since)."""
         with self._lock:
+            if generation is not None and generation != self.generation:
+                return
             current = self._items.get(record.id)
             if current is not None and current.version > record.version:
                 return
@@ -372,12 +380,14 @@ class RecordCache:
     def drop(self, ids: Iterable[UUID]) -> None:
         """Forget these ids."""
         with self._lock:
+            self.generation += 1
             for i in ids:
                 self._items.pop(i, None)
 
     def clear(self) -> None:
         """Forget everything."""
         with self._lock:
+            self.generation += 1
             self._items.clear()
 
     def __len__(self) -> int:
@@ -391,14 +401,25 @@ class SharedTier:
         self.store = store
         self.l2 = l2
         self.cache = RecordCache()
+        self._refresh_lock = threading.Lock()
+        # Ids other processes just wrote: read them from the store, not from L2, for
+        # a moment (the writer invalidates L2 only after its write is visible).
+        self._recent: dict[UUID, float] = {}
 
     def refresh(self) -> None:
         """Drop cached records other processes have written since the last refresh."""
-        changed = self.store.poll_changes()
-        if changed is None:
-            self.cache.clear()
-        elif changed:
-            self.cache.drop(changed)
+        with self._refresh_lock:
+            changed = self.store.poll_changes()
+            if changed is None:
+                self.cache.clear()
+            elif changed:
+                self.cache.drop(changed)
+                if self.l2 is not None:
+                    until = monotonic() + RECENT_SECONDS
+                    if len(self._recent) > 50_000:
+                        self._recent.clear()
+                    for anchor_id in changed:
+                        self._recent[anchor_id] = until
         if self.l2 is not None:
             dropped = self.l2.poll_invalidations()
             if dropped is None:
@@ -409,18 +430,21 @@ class SharedTier:
     def load(self, ids: Iterable[UUID]) -> dict[UUID, AnchorRecord]:
         """Records for `ids` from the first tier that has them."""
         wanted = list(ids)
+        generation = self.cache.generation
         found = self.cache.get_many(wanted)
         missing = [i for i in wanted if i not in found]
         if missing and self.l2 is not None:
-            from_l2 = self.l2.get_many(missing)
+            now = monotonic()
+            cacheable = [i for i in missing if self._recent.get(i, 0.0) < now]
+            from_l2 = self.l2.get_many(cacheable) if cacheable else {}
             for rec in from_l2.values():
-                self.cache.put(rec)
+                self.cache.put(rec, generation)
             found.update(from_l2)
             missing = [i for i in missing if i not in from_l2]
         if missing:
             from_store = self.store.load(missing)
             for rec in from_store.values():
-                self.cache.put(rec)
+                self.cache.put(rec, generation)
             if self.l2 is not None and from_store:
                 self.l2.put_many(from_store.values())
             found.update(from_store)
@@ -428,7 +452,14 @@ class SharedTier:
 
     def apply(self, writes: list[RecordWrite]) -> None:
         """Write a batch to the store (raises WriteConflict) and refresh the caches."""
-        results = self.store.apply(writes)
+        try:
+            results = self.store.apply(writes)
+        except WriteConflict as conflict:
+            # Whatever we cached for it is stale: the replay must read it afresh.
+            self.cache.drop([conflict.anchor_id])
+            if self.l2 is not None:
+                self.l2.invalidate([conflict.anchor_id])
+            raise
         by_id = {w.id: w for w in writes}
         for anchor_id, outcome in results.items():
             if outcome is None:

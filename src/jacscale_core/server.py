@@ -23,6 +23,7 @@ from jacscale_core.context import AppContext
 from jacscale_core.plugins import plugin_names
 from jacscale_core.program import ProgramLoadError
 from jacscale_core.shutdown import drain_seconds, run_workers, signal_trigger
+from jacscale_core.store import StoreUnavailable
 
 SPEC_ENV = "JACSCALE_SERVE_SPEC"
 log = logging.getLogger("jacscale.server")
@@ -129,6 +130,9 @@ def serve(
             except ConfigError as exc:
                 print(f"error: configuration: {exc}", file=sys.stderr)
                 return 2
+            except (StoreUnavailable, RuntimeError) as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 1
             print(banner(ctx, len(starlette.routes)), flush=True)
             # SIGTERM/SIGINT: readiness false and plugins told first, then the drain.
             trigger = signal_trigger(ctx, drain_seconds(ctx))
@@ -142,6 +146,9 @@ def serve(
     except ConfigError as exc:
         print(f"error: configuration: {exc}", file=sys.stderr)
         return 2
+    except (StoreUnavailable, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(banner(ctx, len(starlette.routes)), flush=True)
     os.environ[SPEC_ENV] = json.dumps({"app_path": str(ctx.settings.app_path), "cli": cli})
     config.application_path = "jacscale_core.asgi:app"

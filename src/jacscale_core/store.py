@@ -37,6 +37,8 @@ class DuplicateKey(Exception):
 class StoreUnavailable(Exception):
     """The backing server cannot be reached (the message never holds credentials)."""
 
+    api_code = "UNAVAILABLE"  # a request that meets it answers 503
+
 
 @dataclass(slots=True)
 class AnchorRecord:

@@ -36,6 +36,7 @@ from typing import Any
 import bson
 import mongomock
 from bson.codec_options import CodecOptions
+from mongomock.filtering import filter_applies
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 log = logging.getLogger("tests.fake_mongo")
@@ -69,6 +70,66 @@ def _sort_spec(sort: Any) -> list[tuple[str, Any]] | None:
     if not sort:
         return None
     return list(dict(sort).items())
+
+
+_RANGE = {
+    "$gt": lambda key, bound: key > bound,
+    "$gte": lambda key, bound: key >= bound,
+    "$lt": lambda key, bound: key < bound,
+    "$lte": lambda key, bound: key <= bound,
+}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _id_candidates(documents: dict[Any, Doc], query: Any) -> list[Doc] | None:
+    """The documents an `_id` condition can match, found by key; None: scan them all.
+
+    Like mongod's `_id` index: equality, `$in` and numeric ranges on `_id` do not
+    look at every document (mongomock would, which makes a test double slower
+    with every write). The full filter is still applied to the candidates.
+    """
+    if not isinstance(query, dict) or "_id" not in query:
+        return None
+    spec = query["_id"]
+    try:
+        if not isinstance(spec, dict):
+            found = documents.get(spec)
+            return [found] if found is not None else []
+        if set(spec) == {"$in"} and isinstance(spec["$in"], list):
+            hits = (documents.get(v) for v in dict.fromkeys(spec["$in"]))
+            return [d for d in hits if d is not None]
+    except TypeError:  # an unhashable _id value (a document or a list)
+        return None
+    if spec and set(spec) <= set(_RANGE) and all(_is_number(v) for v in spec.values()):
+        low = max((v for op, v in spec.items() if op in ("$gt", "$gte")), default=None)
+        numbers = [k for k in documents if type(k) is int or type(k) is float]
+        if low is not None:
+            numbers = [k for k in numbers if k >= low]
+        return [
+            documents[k] for k in numbers if all(_RANGE[op](k, bound) for op, bound in spec.items())
+        ]
+    return None
+
+
+def _with_id_lookups(coll: Any) -> Any:
+    """Give one mongomock collection object `_id` lookups instead of full scans."""
+    if getattr(coll, "_fake_id_lookups", False):
+        return coll
+    scan = coll._iter_documents
+    store = coll._store
+
+    def iter_documents(query: Any) -> Any:
+        candidates = _id_candidates(store._documents, query)
+        if candidates is None:
+            return scan(query)
+        return (doc for doc in candidates if filter_applies(query, doc))
+
+    coll._iter_documents = iter_documents
+    coll._fake_id_lookups = True
+    return coll
 
 
 class MongoEngine:
@@ -141,7 +202,7 @@ class MongoEngine:
         name = body.get(key)
         if not isinstance(name, str) or not name:
             raise CommandError(73, "InvalidNamespace", f"{key} must name a collection")
-        return self.client[db][name]
+        return _with_id_lookups(self.client[db][name])
 
     def _cursor_reply(self, ns: str, docs: list[Doc], batch_size: int | None, single: bool) -> Doc:
         size = FIRST_BATCH if not batch_size else batch_size

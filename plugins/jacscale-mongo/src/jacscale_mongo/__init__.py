@@ -1,1 +1,1 @@
-"""MongoDB for jacscale: the kvstore driver (`kvstore.py`) and, later, the graph store."""
+"""MongoDB for jacscale: the graph store (`graph_store.py`), documents, change log and the kvstore driver."""

@@ -1,1 +1,1 @@
-"""Redis for jacscale: the kvstore driver (`kvstore.py`) and, later, the L2 cache and bus."""
+"""Redis for jacscale: the L2 cache (`cache_tier.py`), the broadcast bus and the kvstore driver."""
