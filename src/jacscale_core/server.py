@@ -64,6 +64,15 @@ def banner(ctx: AppContext, route_count: int) -> str:
     return "\n".join(lines)
 
 
+def loop_factory() -> Any:
+    """uvloop's event loop when installed (faster I/O), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 async def _preflight(ctx: AppContext) -> None:
     """Run start-up and shutdown once (configuration errors surface here), releasing everything."""
     try:
@@ -84,6 +93,8 @@ def hypercorn_config(ctx: AppContext, reload: bool) -> Config:
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     config.keep_alive_timeout = 75
+    if loop_factory() is not None:
+        config.worker_class = "uvloop"
     return config
 
 
@@ -139,7 +150,7 @@ def serve(
             await hypercorn_serve(starlette, config, shutdown_trigger=trigger)  # type: ignore[arg-type]
             return 0
 
-        return asyncio.run(run_here())
+        return asyncio.run(run_here(), loop_factory=loop_factory())
     # Workers build their own app; this process checks start-up once, then supervises.
     try:
         asyncio.run(_preflight(ctx))
