@@ -1,0 +1,102 @@
+"""Which workloads run, how they are grouped, how long a run lasts."""
+
+from __future__ import annotations
+
+from harness.app import bench_app_source
+from harness.runner import Bench, Settings, parse_args
+from harness.workloads import all_workloads, ceiling_workload
+
+
+def bench(*argv: str) -> Bench:
+    return Bench(Settings(parse_args(list(argv))))
+
+
+def test_keys_unique_and_issue_workloads_present() -> None:
+    keys = [wl.key for wl in all_workloads()]
+    assert len(keys) == len(set(keys))
+    for key in (
+        "trivial",
+        "create",
+        "list10",
+        "list100",
+        "list1000",
+        "auth",
+        "function",
+        "bulk1000",
+        "sweep_0",
+        "sweep_100",
+        "sweep_1000",
+        "sweep_10000",
+        "webhook",
+        "ws_echo_1",
+        "ws_echo_10",
+        "ws_echo_100",
+        "ws_bcast_1",
+        "ws_bcast_10",
+        "ws_bcast_100",
+        "w2_trivial",
+    ):
+        assert key in keys
+
+
+def test_full_run_restarts_servers_per_phase_quick_run_once() -> None:
+    full = bench()
+    phases = [phase for phase, _ in full.sessions(all_workloads())]
+    assert phases == ["read", "write", "sweep", "workers2"]
+    quick = bench("--quick")
+    chosen = [wl for wl in [ceiling_workload(), *all_workloads()] if quick.s.selected(wl)]
+    sessions = quick.sessions(chosen)
+    assert len(sessions) == 1
+    keys = [wl.key for wl in sessions[0][1]]
+    assert keys[-1] == "create"  # the write row runs last
+    assert {"ceiling", "trivial", "auth", "function", "list100", "ws_echo_10"} <= set(keys)
+
+
+def test_the_ceiling_runs_alongside_the_trivial_walker() -> None:
+    ceiling = ceiling_workload()
+    assert ceiling.paired_with == "trivial" and ceiling.phase == "read"
+    assert "trivial" in [wl.key for wl in all_workloads() if wl.phase == "read"]
+
+
+def test_only_selects_and_names() -> None:
+    b = bench("--only", "trivial,webhook")
+    assert [wl.key for wl in all_workloads() if b.s.selected(wl)] == ["trivial", "webhook"]
+    assert b.s.update_readme is False and b.s.name == "partial"
+    assert bench("--servers", "ours").s.name == "partial"
+    assert bench("--only", "trivial", "--name", "latest").s.update_readme is False
+    assert bench().s.update_readme is True and bench().s.name == "latest"
+    assert bench("--quick").s.name == "quick" and bench("--quick").s.update_readme is False
+
+
+def test_slow_requests_get_longer_runs_within_a_cap() -> None:
+    b = bench("--duration", "3", "--warmup", "1")
+    assert b.run_seconds(0.01, warmup=False) == 3
+    assert b.run_seconds(0.5, warmup=False) == 5
+    assert b.run_seconds(5.0, warmup=False) == 9
+    assert b.run_seconds(0.5, warmup=True) == 1.5
+
+
+def test_bench_app_joins_todo_webhook_and_websocket_examples() -> None:
+    src = bench_app_source()
+    for name in (
+        "walker bulk_add",
+        "walker :pub ping",
+        "walker PaymentReceived",
+        "async walker :pub EchoMessage",
+        "async walker :pub ChatRoom",
+    ):
+        assert name in src
+
+
+def test_readme_workload_list_matches_the_definitions() -> None:
+    from pathlib import Path
+
+    from harness import report
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    start = readme.index(report.WORKLOADS_START) + len(report.WORKLOADS_START)
+    end = readme.index(report.WORKLOADS_END)
+    expected = report.workloads_markdown([ceiling_workload(), *all_workloads()])
+    assert readme[start:end].strip() == expected.strip(), (
+        "README workload list is stale: run `.venv/bin/python benchmarks/run.py --refresh-readme`"
+    )
