@@ -104,18 +104,9 @@ async def read_input(request: Request, endpoint: Endpoint) -> dict[str, Any]:
     return data
 
 
-async def _read_body(request: Request, endpoint: Endpoint) -> dict[str, Any]:
+def require_json(request: Request) -> None:
+    """415 naming the header unless the body is JSON (or the type is not given)."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype == "multipart/form-data" or ctype == "application/x-www-form-urlencoded":
-        form = await request.form()
-        raw: dict[str, Any] = {}
-        for key in form:
-            values = form.getlist(key)
-            raw[key] = values if len(values) > 1 else values[0]
-        return _lax(endpoint, raw, "body")
-    body = await request.body()
-    if not body.strip():
-        return {}
     if ctype and not (ctype in JSON_TYPES or ctype.endswith("+json")):
         raise ApiError(
             "UNSUPPORTED_MEDIA_TYPE",
@@ -123,6 +114,12 @@ async def _read_body(request: Request, endpoint: Endpoint) -> dict[str, Any]:
             details=[{"loc": ["header", "content-type"], "msg": "Unsupported media type",
                       "type": "media_type"}],
         )  # fmt: skip
+
+
+def decode_json_object(body: bytes) -> dict[str, Any]:
+    """A JSON object from raw bytes ({} for an empty body); 422 naming `body` otherwise."""
+    if not body.strip():
+        return {}
     try:
         decoded = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
@@ -138,6 +135,22 @@ async def _read_body(request: Request, endpoint: Endpoint) -> dict[str, Any]:
             details=[{"loc": ["body"], "msg": "Expected an object", "type": "type_error"}],
         )
     return decoded
+
+
+async def _read_body(request: Request, endpoint: Endpoint) -> dict[str, Any]:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "multipart/form-data" or ctype == "application/x-www-form-urlencoded":
+        form = await request.form()
+        raw: dict[str, Any] = {}
+        for key in form:
+            values = form.getlist(key)
+            raw[key] = values if len(values) > 1 else values[0]
+        return _lax(endpoint, raw, "body")
+    body = await request.body()
+    if not body.strip():
+        return {}
+    require_json(request)
+    return decode_json_object(body)
 
 
 def make_handler(app: AppContext, endpoint: Endpoint, with_node: bool) -> Any:

@@ -39,7 +39,7 @@ from starlette.routing import Route
 from jacscale_core import codec
 from jacscale_core.context import AppContext
 from jacscale_core.errors import ApiError, unauthorized, validation_error
-from jacscale_core.http_endpoints import authenticate, json_response
+from jacscale_core.http_endpoints import authenticate, json_response, require_json
 from jacscale_core.middleware import request_id_of
 from jacscale_core.plugins import hookimpl
 
@@ -307,14 +307,7 @@ def make_handler(app: AppContext) -> Any:
         principal = await authenticate(request, app)
         if principal is None or principal.is_guest:
             raise unauthorized("/traverse requires authentication (Authorization: Bearer <token>)")
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype and ctype != "application/json" and not ctype.endswith("+json"):
-            raise ApiError(
-                "UNSUPPORTED_MEDIA_TYPE",
-                f"Content-Type must be application/json, got {ctype}",
-                details=[{"loc": ["header", "content-type"], "msg": "Unsupported media type",
-                          "type": "media_type"}],
-            )  # fmt: skip
+        require_json(request)
         body = decode_request(await request.body())
         if not 0 <= body.depth <= config.max_depth:
             raise validation_error(

@@ -17,6 +17,7 @@ from starlette.routing import Route
 from jacscale_core import codec
 from jacscale_core.context import AppContext
 from jacscale_core.errors import ApiError
+from jacscale_core.http_endpoints import require_json
 from jacscale_core.plugins import await_me_maybe
 from jacscale_core.principal import Principal
 from jacscale_ext.auth.schemas import (
@@ -47,14 +48,7 @@ def flat(payload: Any, status: int = 200, headers: dict[str, str] | None = None)
 
 async def read_json(request: Request) -> Any:
     """The JSON body; 415 for another content type, 422 for malformed JSON."""
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype and ctype != "application/json" and not ctype.endswith("+json"):
-        raise ApiError(
-            "UNSUPPORTED_MEDIA_TYPE",
-            f"Content-Type must be application/json, got {ctype}",
-            details=[{"loc": ["header", "content-type"], "msg": "Unsupported media type",
-                      "type": "media_type"}],
-        )  # fmt: skip
+    require_json(request)
     body = await request.body()
     if not body.strip():
         raise ApiError(

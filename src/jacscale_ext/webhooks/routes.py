@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from jacscale_core import codec
 from jacscale_core.errors import ApiError, validation_error
-from jacscale_core.http_endpoints import authenticate, json_response
+from jacscale_core.http_endpoints import authenticate, json_response, require_json
 from jacscale_core.middleware import request_id_of
 from jacscale_core.principal import Principal
 from jacscale_ext.webhooks.config import MAX_EXPIRY_DAYS
@@ -41,17 +41,6 @@ MAX_NAME = 100
 # --------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------
-
-
-def _json_media(request: Request) -> None:
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype and ctype != "application/json" and not ctype.endswith("+json"):
-        raise ApiError(
-            "UNSUPPORTED_MEDIA_TYPE",
-            f"Content-Type must be application/json, got {ctype}",
-            details=[{"loc": ["header", "content-type"], "msg": "Unsupported media type",
-                      "type": "media_type"}],
-        )  # fmt: skip
 
 
 def decode_object(body: bytes) -> dict[str, Any]:
@@ -159,7 +148,7 @@ def key_routes(state: WebhookState) -> list[Route]:
 
     async def create(request: Request) -> Response:
         user = await _user(request, state)
-        _json_media(request)
+        require_json(request)
         form = parse_create(decode_object(await request.body()), state)
         try:
             made = await asyncio.to_thread(
@@ -323,7 +312,7 @@ async def _run(
     request: Request, state: WebhookState, policy: WalkerPolicy, key: ApiKey, body: bytes
 ) -> Response:
     endpoint = policy.endpoint
-    _json_media(request)
+    require_json(request)
     data = decode_object(body)
     if policy.ignore_unknown_fields:
         known = {f.name for f in endpoint.fields}
