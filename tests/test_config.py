@@ -24,7 +24,7 @@ def app_in(tmp_path: Path, toml: str | None = None) -> Path:
 
 
 def test_priority_cli_over_env_over_toml_over_default(tmp_path: Path) -> None:
-    app = app_in(tmp_path, "[plugins.scale.server]\nport = 7001\nworkers = 3\nhost = '10.0.0.1'\n")
+    app = app_in(tmp_path / "with", "[plugins.scale.server]\nport = 7001\nworkers = 3\nhost = '10.0.0.1'\n")
     s = load_settings(app, env={})
     assert (s.server.port, s.server.workers, s.server.host) == (7001, 3, "10.0.0.1")
     s = load_settings(app, env={"JACSCALE_PORT": "7002"})
