@@ -59,7 +59,6 @@ class Endpoint:
     envelope: bool | None = None
     doc: str = ""
     has_uploads: bool = False
-    _decoder: Any = field(default=None, repr=False)
 
     @property
     def route_path(self) -> str:
@@ -230,14 +229,6 @@ class Program:
     module: ModuleType
     endpoints: dict[str, Endpoint]
     private: list[str] = field(default_factory=list)
-
-    def walkers(self) -> list[Endpoint]:
-        """Walker endpoints."""
-        return [e for e in self.endpoints.values() if e.kind == "walker"]
-
-    def functions(self) -> list[Endpoint]:
-        """Function endpoints."""
-        return [e for e in self.endpoints.values() if e.kind == "function"]
 
     def node_types(self) -> dict[str, type]:
         """Node and edge archetype classes defined by the program, by name."""

@@ -11,7 +11,7 @@ Both pass `tests/store_contract.py`.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 from uuid import UUID
 
@@ -182,12 +182,3 @@ class CacheTier(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
-
-
-@dataclass(slots=True)
-class StoreStats:
-    """Counters a store may expose for tests and benchmarks."""
-
-    loads: int = 0
-    applies: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
