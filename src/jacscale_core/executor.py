@@ -14,12 +14,10 @@ livelocking; only other processes can still conflict with them.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -42,6 +40,7 @@ from jacscale_core.memory import (
 from jacscale_core.principal import Principal
 from jacscale_core.program import Endpoint
 from jacscale_core.store import RecordWrite, WriteConflict
+from jacscale_core.workers import WorkerPool
 
 T = TypeVar("T")
 # After a write conflict, a root's requests in this process run one at a time for
@@ -65,7 +64,7 @@ class Executor:
     def __init__(self, tier: SharedTier, *, pool_size: int = 16, max_replays: int = 25) -> None:
         self.tier = tier
         self.max_replays = max_replays
-        self.pool = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="jacscale-walker")
+        self.pool = WorkerPool(pool_size, name="jacscale-walker")
         self.guest_principal = Principal(user_id="guest", root_id=GUEST_ROOT_ID.hex, kind="guest")
         # ExecutionContext(_parent=...) is jaclang's cheap per-request fork; we give
         # it a stand-in parent and then install our own memory and roots.
@@ -112,7 +111,7 @@ class Executor:
 
     def close(self) -> None:
         """Stop the worker threads."""
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool.close()
 
     # -- running --------------------------------------------------------------
     async def run(
@@ -142,9 +141,7 @@ class Executor:
         return await self._in_thread(body)
 
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        context = contextvars.copy_context()
-        return await loop.run_in_executor(self.pool, context.run, fn, *args)
+        return await self.pool.run(fn, *args)
 
     @contextmanager
     def request_context(
