@@ -15,14 +15,18 @@ import logging
 import time
 from typing import Any
 
-import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from jacscale_core import codec
-from jacscale_core.errors import ApiError, validation_error
-from jacscale_core.http_endpoints import authenticate, json_response, require_json
+from jacscale_core.errors import ApiError
+from jacscale_core.http_endpoints import (
+    authenticate,
+    decode_json_object,
+    json_response,
+    require_json,
+)
 from jacscale_core.middleware import request_id_of
 from jacscale_core.principal import Principal
 from jacscale_ext.webhooks.config import MAX_EXPIRY_DAYS
@@ -41,23 +45,6 @@ MAX_NAME = 100
 # --------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------
-
-
-def decode_object(body: bytes) -> dict[str, Any]:
-    """A JSON object from raw bytes ({} for an empty body); 422 otherwise."""
-    if not body.strip():
-        return {}
-    try:
-        decoded = msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        raise ApiError(
-            "VALIDATION_ERROR",
-            "Request body is not valid JSON",
-            details=[{"loc": ["body"], "msg": str(exc), "type": "json_invalid"}],
-        ) from None
-    if not isinstance(decoded, dict):
-        raise validation_error(["body"], "Expected a JSON object", "type_error")
-    return decoded
 
 
 async def read_capped(request: Request, limit: int) -> bytes:
@@ -149,7 +136,7 @@ def key_routes(state: WebhookState) -> list[Route]:
     async def create(request: Request) -> Response:
         user = await _user(request, state)
         require_json(request)
-        form = parse_create(decode_object(await request.body()), state)
+        form = parse_create(decode_json_object(await request.body()), state)
         try:
             made = await asyncio.to_thread(
                 state.keys.create, user_id=user.user_id, root_id=user.root_id, **form
@@ -313,7 +300,7 @@ async def _run(
 ) -> Response:
     endpoint = policy.endpoint
     require_json(request)
-    data = decode_object(body)
+    data = decode_json_object(body)
     if policy.ignore_unknown_fields:
         known = {f.name for f in endpoint.fields}
         data = {k: v for k, v in data.items() if k in known}

@@ -48,6 +48,7 @@ from pymongo.collection import Collection
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
 
 from jacscale_core.context import AppContext
+from jacscale_core.memory import merge_edges
 from jacscale_core.plugins import hookimpl
 from jacscale_core.store import AnchorRecord, RecordWrite, WriteConflict
 from jacscale_ext.kvstore import mask_uri
@@ -80,17 +81,6 @@ _OP_ORDER = {"create": 0, "update": 1, "delete": 2}
 
 Doc = dict[str, Any]
 Undo = Callable[[], None]
-
-
-def merge_edges(
-    stored: tuple[UUID, ...], added: tuple[UUID, ...], removed: tuple[UUID, ...]
-) -> tuple[UUID, ...]:
-    """Apply an edge delta to a stored list, keeping insertion order (as SQLite does)."""
-    gone = set(removed)
-    present = set(stored)
-    out = [i for i in stored if i not in gone]
-    out.extend(i for i in added if i not in present and i not in gone)
-    return tuple(out)
 
 
 def _add_to_set(stored: list[bytes], added: Iterable[bytes]) -> list[bytes]:
