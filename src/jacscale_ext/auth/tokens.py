@@ -39,6 +39,7 @@ HMAC_ALGORITHMS: dict[str, int] = {"HS256": 32, "HS384": 48, "HS512": 64}
 RESERVED_CLAIMS = frozenset({"sub", "iss", "aud", "iat", "nbf", "exp", "jti", "token_type"})
 
 MAX_TOKEN_BYTES = 8192
+VERIFIED_CACHE_SIZE = 10_000
 
 
 class TokenError(Exception):
@@ -129,6 +130,8 @@ class TokenService:
         self._clock = clock
         self.kid = key_id(secret)
         self._keys: dict[str, OctKey] = {self.kid: _import_key(secret, self.kid)}
+        # token -> claims whose signature was checked (bounded; claims re-checked per use)
+        self._verified: dict[str, dict[str, Any]] = {}
         for old in previous_secrets:
             if old and old != secret:
                 kid = key_id(old)
@@ -189,12 +192,19 @@ class TokenService:
         key = self._keys.get(header.get("kid", ""))
         if key is None:
             raise TokenError("unknown key id")
-        try:
-            claims = jwt.decode(token, key, algorithms=[self.algorithm]).claims
-        except (JoseError, ValueError) as exc:
-            raise TokenError(f"bad signature or encoding: {type(exc).__name__}") from exc
+        claims = self._verified.get(token)
+        if claims is None:
+            try:
+                claims = jwt.decode(token, key, algorithms=[self.algorithm]).claims
+            except (JoseError, ValueError) as exc:
+                raise TokenError(f"bad signature or encoding: {type(exc).__name__}") from exc
+            # Remember the checked signature (not the verdict): the claims below are
+            # checked on every use, so expiry and the rest still apply at once.
+            if len(self._verified) >= VERIFIED_CACHE_SIZE:
+                self._verified.clear()
+            self._verified[token] = claims
         self._check_claims(claims, token_types)
-        return claims
+        return dict(claims)
 
     def _check_claims(self, claims: dict[str, Any], token_types: Collection[str]) -> None:
         now = self._clock()
