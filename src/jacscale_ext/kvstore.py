@@ -17,7 +17,7 @@ import functools
 import os
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -324,3 +324,41 @@ def kvstore(db_name: str = "jac_db", db_type: str = "mongodb", uri: str | None =
     raise ValueError(
         f"unknown kvstore db_type {db_type!r}: allowed are {', '.join(map(repr, DB_TYPES))}"
     )
+
+
+class ClientCache[C]:
+    """One connected client per URI per process, made on first use.
+
+    A client inherited across fork() is not reused: the child connects its own.
+    """
+
+    def __init__(self, connect: Callable[[str], C], close: Callable[[C], None]) -> None:
+        self._connect = connect
+        self._close = close
+        self._clients: dict[str, tuple[int, C]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, uri: str) -> C:
+        """The process's client for `uri`."""
+        pid = os.getpid()
+        with self._lock:
+            entry = self._clients.get(uri)
+            if entry is not None and entry[0] == pid:
+                return entry[1]
+            client = self._connect(uri)
+            self._clients[uri] = (pid, client)
+            return client
+
+    def __len__(self) -> int:
+        return len(self._clients)
+
+    def close_all(self) -> None:
+        """Close every client this process opened (shutdown, tests)."""
+        pid = os.getpid()
+        with self._lock:
+            entries = list(self._clients.values())
+            self._clients.clear()
+        for owner, client in entries:
+            if owner == pid:
+                self._close(client)
+

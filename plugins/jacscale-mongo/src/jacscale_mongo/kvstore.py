@@ -10,8 +10,6 @@ server is back.
 from __future__ import annotations
 
 import functools
-import os
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
@@ -24,7 +22,7 @@ from pymongo.errors import ConnectionFailure, PyMongoError
 from pymongo.results import DeleteResult, InsertManyResult, InsertOneResult, UpdateResult
 
 from jacscale_core.plugins import hookimpl
-from jacscale_ext.kvstore import KVStore, KVStoreUnavailable, mask_uri, scrub
+from jacscale_ext.kvstore import ClientCache, KVStore, KVStoreUnavailable, mask_uri, scrub
 
 # Used unless the URI sets its own (`?serverSelectionTimeoutMS=500` ...).
 DEFAULT_OPTIONS_MS: dict[str, int] = {
@@ -33,8 +31,6 @@ DEFAULT_OPTIONS_MS: dict[str, int] = {
     "socketTimeoutMS": 30_000,
 }
 
-_clients: dict[str, tuple[int, MongoClient[dict[str, Any]]]] = {}
-_lock = threading.Lock()
 
 
 def _short(text: str) -> str:
@@ -65,30 +61,17 @@ def _connect(uri: str) -> MongoClient[dict[str, Any]]:
     return client
 
 
-def get_client(uri: str) -> MongoClient[dict[str, Any]]:
-    """The process's MongoClient for `uri`, connected and pinged on first use.
+_clients: ClientCache[MongoClient[dict[str, Any]]] = ClientCache(_connect, lambda client: client.close())
 
-    A client inherited across fork() is not reused: the child makes its own.
-    """
-    pid = os.getpid()
-    with _lock:
-        entry = _clients.get(uri)
-        if entry is not None and entry[0] == pid:
-            return entry[1]
-        client = _connect(uri)
-        _clients[uri] = (pid, client)
-        return client
+
+def get_client(uri: str) -> MongoClient[dict[str, Any]]:
+    """The process's client for `uri`, connected and pinged on first use."""
+    return _clients.get(uri)
 
 
 def close_clients() -> None:
     """Close every client this process opened (shutdown, tests)."""
-    pid = os.getpid()
-    with _lock:
-        entries = list(_clients.values())
-        _clients.clear()
-    for owner, client in entries:
-        if owner == pid:
-            client.close()
+    _clients.close_all()
 
 
 def _guarded[**P, R](method: Callable[P, R]) -> Callable[P, R]:

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import re
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from jacscale_core.plugins import hookimpl
-from jacscale_ext.kvstore import KVStore, KVStoreUnavailable, mask_uri, scrub
+from jacscale_ext.kvstore import ClientCache, KVStore, KVStoreUnavailable, mask_uri, scrub
 
 # Used unless the URL sets its own (`?socket_timeout=0.5` ...).
 DEFAULT_OPTIONS: dict[str, Any] = {
@@ -41,8 +39,6 @@ return 0
 
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
-_clients: dict[str, tuple[int, redis.Redis]] = {}
-_lock = threading.Lock()
 
 
 def _failure(uri: str, exc: Exception) -> KVStoreUnavailable:
@@ -71,30 +67,17 @@ def _connect(uri: str) -> redis.Redis:
     return client
 
 
-def get_client(uri: str) -> redis.Redis:
-    """The process's Redis client for `uri`, pinged on first use.
+_clients: ClientCache[redis.Redis] = ClientCache(_connect, lambda client: client.close())
 
-    A client inherited across fork() is not reused: the child makes its own.
-    """
-    pid = os.getpid()
-    with _lock:
-        entry = _clients.get(uri)
-        if entry is not None and entry[0] == pid:
-            return entry[1]
-        client = _connect(uri)
-        _clients[uri] = (pid, client)
-        return client
+
+def get_client(uri: str) -> redis.Redis:
+    """The process's client for `uri`, connected and pinged on first use."""
+    return _clients.get(uri)
 
 
 def close_clients() -> None:
     """Close every client this process opened (shutdown, tests)."""
-    pid = os.getpid()
-    with _lock:
-        entries = list(_clients.values())
-        _clients.clear()
-    for owner, client in entries:
-        if owner == pid:
-            client.close()
+    _clients.close_all()
 
 
 def _guarded[**P, R](method: Callable[P, R]) -> Callable[P, R]:
