@@ -25,7 +25,7 @@ run: $(STAMP)
 
 ## Run the whole test suite (starts its own redis-server, test servers for Mongo/Kubernetes)
 test: $(STAMP)
-	./scripts/ensure-redis.sh
+	./scripts/ensure-test-tools.sh
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
