@@ -47,6 +47,17 @@ PUBLISH_TIMEOUT_SECONDS = 5.0
 BUSY_TIMEOUT_MS = 5_000
 
 
+
+async def stop_task(task: asyncio.Task[Any] | None) -> None:
+    """Cancel a background task and wait until it has finished (None: nothing to do)."""
+    if task is None:
+        return
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+
 class BroadcastMessage(msgspec.Struct, frozen=True):
     """One broadcast: the encoded envelope for every authorised socket of `walker`.
 
@@ -254,13 +265,8 @@ class SqliteBroadcastBus:
 
     async def close(self) -> None:
         """Stop polling and close the file."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         try:
             await self._call(self._close_conn)
         finally:

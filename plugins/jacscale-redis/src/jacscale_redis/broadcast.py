@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 
 from jacscale_core.context import AppContext
 from jacscale_core.plugins import hookimpl
-from jacscale_ext.broadcast import BroadcastMessage, Deliver, new_origin
+from jacscale_ext.broadcast import BroadcastMessage, Deliver, new_origin, stop_task
 from jacscale_ext.kvstore import mask_uri, scrub
 
 log = logging.getLogger("jacscale.redis.broadcast")
@@ -105,13 +105,8 @@ class RedisBroadcastBus:
 
     async def close(self) -> None:
         """Stop listening and close the client."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         await self.client.aclose()
 
     async def _listen_forever(self) -> None:
