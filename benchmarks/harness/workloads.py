@@ -168,6 +168,17 @@ def all_workloads() -> list[Workload]:
             seed_nodes=10,
         ),
         Workload(
+            "list10_c16",
+            "list 10 nodes, 16 connections",
+            "As `list10` (the same user, root, request and check) with 16 connections: "
+            "the issue's p99 latency target is measured here.",
+            prepare=_list(10),
+            check=_reports_len(10),
+            connections=16,
+            quick=True,
+            seed_nodes=10,
+        ),
+        Workload(
             "list100",
             "list 100 nodes",
             "POST /walker/list_todos on a root holding 100 todos; reports all 100.",

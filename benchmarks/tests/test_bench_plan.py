@@ -18,6 +18,7 @@ def test_keys_unique_and_issue_workloads_present() -> None:
         "trivial",
         "create",
         "list10",
+        "list10_c16",
         "list100",
         "list1000",
         "auth",
@@ -49,7 +50,9 @@ def test_full_run_restarts_servers_per_phase_quick_run_once() -> None:
     assert len(sessions) == 1
     keys = [wl.key for wl in sessions[0][1]]
     assert keys[-1] == "create"  # the write row runs last
-    assert {"ceiling", "trivial", "auth", "function", "list100", "ws_echo_10"} <= set(keys)
+    assert {"ceiling", "trivial", "auth", "function", "list100", "list10_c16", "ws_echo_10"} <= set(
+        keys
+    )
 
 
 def test_the_ceiling_runs_alongside_the_trivial_walker() -> None:
