@@ -92,15 +92,17 @@ class LazyEdges(list):  # type: ignore[type-arg]
     Every list operation materialises first, so jaclang sees an ordinary list,
     except `append` (what a connect does), which is remembered without loading:
     adding one child to a node with 10,000 edges does not build 10,000 stubs.
-    `pending` is True until the list is materialised.
+    `pending` is True until the list is materialised; `changed` says whether the
+    list may differ from what was loaded (any mutating call sets it).
     """
 
-    __slots__ = ("_ids", "_appended")
+    __slots__ = ("_ids", "_appended", "changed")
 
     def __init__(self, ids: tuple[UUID, ...]) -> None:
         super().__init__()
         self._ids: tuple[UUID, ...] | None = ids
         self._appended: list[Any] = []
+        self.changed = False
 
     @property
     def pending(self) -> bool:
@@ -113,6 +115,7 @@ class LazyEdges(list):  # type: ignore[type-arg]
 
     def append(self, item: Any) -> None:
         """Append without materialising when still pending."""
+        self.changed = True
         if self._ids is not None:
             self._appended.append(item)
         else:
@@ -127,11 +130,20 @@ class LazyEdges(list):  # type: ignore[type-arg]
             self._appended = []
 
 
+_MUTATORS = frozenset((
+    "__setitem__", "__delitem__", "__iadd__", "__imul__",
+    "extend", "insert", "remove", "pop", "sort", "reverse", "clear",
+))  # fmt: skip
+
+
 def _materialising(name: str) -> Callable[..., Any]:
     base = getattr(list, name)
+    mutates = name in _MUTATORS
 
     def method(self: LazyEdges, *args: Any, **kwargs: Any) -> Any:
         self._load()
+        if mutates:
+            self.changed = True
         return base(self, *args, **kwargs)
 
     method.__name__ = name
@@ -202,6 +214,23 @@ def _tracked(cls: type) -> bool:
     return bool(getattr(cls, "__jacscale_tracked__", False)) or not dataclass_fields(cls)
 
 
+def _untouched(d: dict[str, Any]) -> bool:
+    """True when a loaded anchor (its __dict__) provably equals its record.
+
+    Its field values are the record's shared immutable ones and nothing was
+    assigned (track_writes), its access was not re-put, and its edge list, if a
+    node's, was neither appended to nor mutated.
+    """
+    if not d.get("_js_shared") or "_js_put" in d:
+        return False
+    if DIRTY in d["archetype"].__dict__:
+        return False
+    if "edges" in d:
+        edges = d["edges"]
+        return type(edges) is LazyEdges and not edges.changed
+    return True
+
+
 def may_have_changed(anchor: Anchor) -> bool:
     """False only when the anchor provably equals what was loaded (see track_writes)."""
     d = anchor.__dict__
@@ -253,13 +282,17 @@ def _access_tuple(access: Permission) -> tuple[int, tuple[tuple[str, int], ...]]
     return (access.all.value, tuple((k, v.value) for k, v in roots.items()))
 
 
+_LEVELS: dict[int, AccessLevel] = {level.value: level for level in AccessLevel}
+
+
 def _permission(data: tuple[int, tuple[tuple[str, int], ...]]) -> Permission:
-    # Built without the dataclass __init__: this runs for every anchor a request loads.
+    # Built without the dataclass __init__ (and Enum lookups by call): this runs
+    # for every anchor a request loads.
     level_all, roots = data
     access = object.__new__(Access)
-    access.__dict__["anchors"] = {k: AccessLevel(v) for k, v in roots} if roots else {}
+    access.__dict__["anchors"] = {k: _LEVELS[v] for k, v in roots} if roots else {}
     perm = object.__new__(Permission)
-    perm.__dict__["all"] = AccessLevel(level_all)
+    perm.__dict__["all"] = _LEVELS[level_all]
     perm.__dict__["roots"] = access
     return perm
 
@@ -279,11 +312,10 @@ def encode_state(anchor: Anchor) -> bytes:
 _defaults_cache: dict[type, list[tuple[str, Any, Any]]] = {}
 
 
-def _fill_missing_fields(arch: Any) -> None:
-    """Give fields added to a class since the record was written their defaults."""
+def _fill_missing_fields(cls: type, d: dict[str, Any]) -> None:
+    """Give fields added to `cls` since the record was written their defaults (in `d`)."""
     import dataclasses
 
-    cls = type(arch)
     specs = _defaults_cache.get(cls)
     if specs is None:
         specs = []
@@ -291,7 +323,6 @@ def _fill_missing_fields(arch: Any) -> None:
             for f in dataclasses.fields(cls):
                 specs.append((f.name, f.default, f.default_factory))
         _defaults_cache[cls] = specs
-    d = arch.__dict__
     for name, default, factory in specs:
         if name not in d:
             if default is not dataclasses.MISSING:
@@ -300,18 +331,48 @@ def _fill_missing_fields(arch: Any) -> None:
                 d[name] = factory()
 
 
+def _memo(record: AnchorRecord) -> tuple[Any, ...]:
+    """The decoded, shareable parts of a record (cached on the record).
+
+    Field values are shared between requests only when every one is immutable
+    and the class tracks writes (track_writes): then a request's archetype gets a
+    copy of the field dict, and an unmarked archetype provably still equals it.
+    Otherwise `fields` is None and every decode unpickles its own values.
+    """
+    cls, fields, root, access, extra = pickle.loads(record.state)
+    _fill_missing_fields(cls, fields)
+    shareable = _tracked(cls) and all(isinstance(v, _IMMUTABLE) for v in fields.values())
+    if record.kind == "edge":
+        source_id, target_id, undirected = extra
+        extra = (intern_uuid(source_id), intern_uuid(target_id), undirected)
+    return (
+        cls,
+        fields if shareable else None,
+        intern_uuid(root) if root is not None else None,
+        access,
+        extra,
+    )
+
+
 def decode_record(record: AnchorRecord) -> Anchor:
     """Build a fresh, private anchor from a committed record."""
-    cls, fields, root, access, extra = pickle.loads(record.state)
+    memo = record.memo
+    if memo is None:
+        memo = record.memo = _memo(record)
+    cls, shared_fields, root, access, extra = memo
     arch = cls.__new__(cls)
-    arch.__dict__.update(fields)
-    _fill_missing_fields(arch)
+    if shared_fields is not None:
+        arch.__dict__.update(shared_fields)
+    else:
+        fields = pickle.loads(record.state)[1]
+        _fill_missing_fields(cls, fields)
+        arch.__dict__.update(fields)
     anchor_cls = _ANCHOR_CLASS[record.kind]
     anchor = object.__new__(anchor_cls)
     d = anchor.__dict__
     d["id"] = record.id
     d["archetype"] = arch
-    d["root"] = intern_uuid(root) if root is not None else None
+    d["root"] = root
     d["access"] = _permission(access)
     d["persistent"] = True
     d["hash"] = 1  # non-zero: "loaded from the store", which jaclang's access checks rely on
@@ -322,9 +383,9 @@ def decode_record(record: AnchorRecord) -> Anchor:
     elif record.kind == "edge":
         source_id, target_id, undirected = extra
         source = object.__new__(NodeAnchor)
-        source.__dict__["id"] = intern_uuid(source_id)
+        source.__dict__["id"] = source_id
         target = object.__new__(NodeAnchor)
-        target.__dict__["id"] = intern_uuid(target_id)
+        target.__dict__["id"] = target_id
         d["source"] = source
         d["target"] = target
         d["is_undirected"] = undirected
@@ -333,6 +394,7 @@ def decode_record(record: AnchorRecord) -> Anchor:
     d["_js_state"] = record.state
     d["_js_edges"] = record.edges
     d["_js_version"] = record.version
+    d["_js_shared"] = shared_fields is not None
     arch.__dict__["__jac__"] = anchor
     return anchor
 
@@ -363,6 +425,20 @@ class RecordCache:
                 if rec is not None:
                     out[i] = rec
         return out
+
+    def split(self, ids: Iterable[UUID]) -> tuple[list[AnchorRecord], list[UUID]]:
+        """(cached records among `ids`, the ids not cached), in `ids` order."""
+        found: list[AnchorRecord] = []
+        missing: list[UUID] = []
+        with self._lock:
+            items = self._items
+            for i in ids:
+                rec = items.get(i)
+                if rec is None:
+                    missing.append(i)
+                else:
+                    found.append(rec)
+        return found, missing
 
     def put(self, record: AnchorRecord, generation: int | None = None) -> None:
         """Cache a record unless a newer version is cached (or, given `generation`, a drop happened since)."""
@@ -429,17 +505,19 @@ class SharedTier:
 
     def load(self, ids: Iterable[UUID]) -> dict[UUID, AnchorRecord]:
         """Records for `ids` from the first tier that has them."""
-        wanted = list(ids)
+        return {rec.id: rec for rec in self.load_records(ids)}
+
+    def load_records(self, ids: Iterable[UUID]) -> list[AnchorRecord]:
+        """The records that exist among `ids` (any order), from the first tier that has them."""
         generation = self.cache.generation
-        found = self.cache.get_many(wanted)
-        missing = [i for i in wanted if i not in found]
+        found, missing = self.cache.split(ids)
         if missing and self.l2 is not None:
             now = monotonic()
             cacheable = [i for i in missing if self._recent.get(i, 0.0) < now]
             from_l2 = self.l2.get_many(cacheable) if cacheable else {}
             for rec in from_l2.values():
                 self.cache.put(rec, generation)
-            found.update(from_l2)
+            found.extend(from_l2.values())
             missing = [i for i in missing if i not in from_l2]
         if missing:
             from_store = self.store.load(missing)
@@ -447,7 +525,7 @@ class SharedTier:
                 self.cache.put(rec, generation)
             if self.l2 is not None and from_store:
                 self.l2.put_many(from_store.values())
-            found.update(from_store)
+            found.extend(from_store.values())
         return found
 
     def apply(self, writes: list[RecordWrite]) -> None:
@@ -554,18 +632,30 @@ class RequestMemory(TieredMemory):  # type: ignore[misc]
         """Load several anchors with one store round trip for the misses."""
         result: dict[UUID, Anchor] = {}
         missing = []
+        loaded = self.__mem__
         for i in ids:
-            anchor = self.__mem__.get(i)
+            anchor = loaded.get(i)
             if anchor is not None:
                 result[i] = anchor
-            elif i not in self.deleted:
+            else:
                 missing.append(i)
+        if self.deleted:
+            missing = [i for i in missing if i not in self.deleted]
         if missing:
-            for i, rec in self.tier.load(missing).items():
+            for rec in self.tier.load_records(missing):
                 anchor = decode_record(rec)
-                self.__mem__[i] = anchor
-                result[i] = anchor
+                loaded[rec.id] = anchor
+                result[rec.id] = anchor
         return result
+
+    def prefetch(self, ids: Iterable[UUID]) -> None:
+        """Load the anchors among `ids` this request does not hold yet (one batch)."""
+        loaded = self.__mem__
+        deleted = self.deleted
+        missing = [i for i in ids if i not in loaded and (not deleted or i not in deleted)]
+        if missing:
+            for rec in self.tier.load_records(missing):
+                loaded[rec.id] = decode_record(rec)
 
     def has(self, id: UUID) -> bool:  # jaclang calls it `has`
         """True if the anchor exists in this request or the tiers."""
@@ -649,6 +739,8 @@ class RequestMemory(TieredMemory):  # type: ignore[misc]
         writes: list[RecordWrite] = []
         for anchor in list(self.__mem__.values()):
             d = anchor.__dict__
+            if _untouched(d):
+                continue
             if not d.get("persistent") or not anchor.is_populated():
                 continue
             if anchor.id in self.deleted:

@@ -356,7 +356,7 @@ def load_program(app_path: str | Path) -> Program:
     """Compile and import a Jac program with jaclang; raise ProgramLoadError with diagnostics."""
     from jaclang import JacRuntime as Jac
 
-    from jacscale_core import jac_builtins, jac_speedups
+    from jacscale_core import jac_builtins, jac_speedups, jac_traversal
 
     path = Path(app_path).resolve()
     if not path.is_file():
@@ -365,6 +365,7 @@ def load_program(app_path: str | Path) -> Program:
         raise ProgramLoadError(f"{app_path}: not a .jac file")
     jac_builtins.install()
     jac_speedups.install()
+    jac_traversal.install()
     base = str(path.parent)
     Jac.set_base_path(base)
     Jac.set_full_target_path(str(path))

@@ -11,7 +11,7 @@ Both pass `tests/store_contract.py`.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 from uuid import UUID
 
@@ -47,6 +47,9 @@ class AnchorRecord:
     `state` is opaque to stores (the executor's encoding of the anchor without
     its edge list). `edges` is a node's edge ids in insertion order; stores keep
     that order. `version` increases by one on every applied write.
+
+    `memo` belongs to the executor (its decoded form of `state`, filled on first
+    use); stores leave it None and it takes no part in comparisons.
     """
 
     id: UUID
@@ -56,6 +59,7 @@ class AnchorRecord:
     is_root: bool
     state: bytes
     edges: tuple[UUID, ...] = ()
+    memo: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(slots=True)
