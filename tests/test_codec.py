@@ -10,37 +10,39 @@ import pytest
 from jaclang.runtimelib.serializer import Serializer
 
 from jacscale_core import codec
+from jacscale_core import executor as executor_module
 from jacscale_core.errors import ApiError
 from jacscale_core.testing import TestApp
 from tests.fixtures.servers import TEST_APPS
 
 
 def test_corpus_matches_jaclang_serializer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    captured: list[Any] = []
-    original = codec.ok_envelope
+    # Compared where the executor renders: inside the request, graph still loaded.
+    compared: list[str] = []
+    original = executor_module._result
 
-    def capture(result: Any, reports: list[Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
-        captured.append(reports)
-        captured.append(result)
-        return original(result, reports, *args, **kwargs)
+    def compare_then_render(endpoint: Any, value: Any, ctx: Any) -> Any:
+        corpus = dict(value.reports[0])
+        corpus["walker"] = value
+        assert set(corpus) >= {"node", "edge", "obj", "nested", "enum", "uuid", "date", "walker"}
+        for key, item in corpus.items():
+            expected = Serializer.serialize(item, api_mode=True)
+            ours = codec.to_jsonable(item)
+            if key == "walker":
+                expected.pop("restspec", None)  # jac-scale leaked it; we do not
+            assert ours == expected, key
+            # And it survives our JSON encoder unchanged.
+            assert msgspec.json.decode(codec.encode(ours)) == msgspec.json.decode(
+                msgspec.json.encode(expected)
+            )
+            compared.append(key)
+        return original(endpoint, value, ctx)
 
-    monkeypatch.setattr("jacscale_core.http_endpoints.codec.ok_envelope", capture)
+    monkeypatch.setattr(executor_module, "_result", compare_then_render)
     with TestApp(TEST_APPS / "codec_app.jac", tmp_path) as client:
         response = client.post("/walker/corpus", json={})
     assert response.status_code == 200, response.text
-    corpus = dict(captured[0][0])
-    corpus["walker"] = captured[1]
-    assert set(corpus) >= {"node", "edge", "obj", "nested", "enum", "uuid", "date", "walker"}
-    for key, value in corpus.items():
-        expected = Serializer.serialize(value, api_mode=True)
-        ours = codec.to_jsonable(value)
-        if key == "walker":
-            expected.pop("restspec", None)  # jac-scale leaked it; we do not
-        assert ours == expected, key
-        # And it survives our JSON encoder unchanged.
-        assert msgspec.json.decode(codec.encode(ours)) == msgspec.json.decode(
-            msgspec.json.encode(expected)
-        )
+    assert "walker" in compared and "node" in compared
     body = response.json()["data"]["reports"][0]
     assert body["node"]["_jac_archetype"] == "node" and body["node"]["name"] == "a"
     assert body["edge"]["_jac_archetype"] == "archetype" and body["edge"]["since"] == 2021

@@ -110,29 +110,32 @@ def test_a_walker_touching_nothing_does_not_decode_the_roots_edges(
 ) -> None:
     with TestApp(TODO, tmp_path, plugins=[HeaderAuth()]) as c:
         assert reports(c.post("/walker/bulk_add", json={"count": 300}, headers=ALICE)) == [300]
-        edge_lists: list[LazyEdges] = []
+        # (pending, appended while pending) of every loaded edge list, at commit time
+        # (the request's teardown empties the lists afterwards).
+        edge_lists: list[tuple[bool, int]] = []
         original = RequestMemory.flush
 
         def spying_flush(self: RequestMemory, read_versions: Any) -> int:
             edge_lists.extend(
-                a.__dict__["edges"] for a in self.__mem__.values()
-                if isinstance(a.__dict__.get("edges"), LazyEdges)
+                (e.pending, len(e.appended()))
+                for e in (a.__dict__.get("edges") for a in self.__mem__.values())
+                if isinstance(e, LazyEdges)
             )
             return original(self, read_versions)
 
         monkeypatch.setattr(RequestMemory, "flush", spying_flush)
         assert reports(c.post("/walker/ping", headers=ALICE)) == ["pong"]
         # The user's root (300 edges) was loaded, but no edge stub was built.
-        assert edge_lists and all(e.pending for e in edge_lists)
+        assert edge_lists and all(pending for pending, _ in edge_lists)
         # Adding a child appends without building the other 300 stubs...
         edge_lists.clear()
         assert reports(c.post("/walker/add_todo", json={"title": "new"}, headers=ALICE))
-        assert any(e.pending and len(e.appended()) == 1 for e in edge_lists)
+        assert (True, 1) in edge_lists
         # ...and the append landed after the others, in order.
         edge_lists.clear()
         todos = reports(c.post("/walker/list_todos", headers=ALICE))[0]
         assert len(todos) == 301 and todos[-1]["title"] == "new"
-        assert any(not e.pending for e in edge_lists)
+        assert any(not pending for pending, _ in edge_lists)
 
 
 def test_creating_many_children_in_one_walker_is_one_batch(tmp_path: Path) -> None:
@@ -166,3 +169,26 @@ def test_conflicts_replay_instead_of_losing_updates(tmp_path: Path, path: str) -
             results = list(pool.map(lambda _: c.post(path), range(40)))
         assert sorted(reports(r)[0] for r in results) == list(range(1, 41))
         assert executor.max_replays >= 1
+
+
+def test_requests_leave_no_graph_for_the_garbage_collector(tmp_path: Path) -> None:
+    """Anchors and archetypes are freed when a request ends, not by a later GC pause."""
+    import gc
+
+    from jaclang.jac0core.archetype import Anchor, Archetype
+
+    with TestApp(TODO, tmp_path, plugins=[HeaderAuth()]) as c:
+        assert reports(c.post("/walker/bulk_add", json={"count": 20}, headers=ALICE)) == [20]
+        gc.collect()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            for _ in range(5):
+                assert len(reports(c.post("/walker/list_todos", headers=ALICE))[0]) >= 20
+                assert reports(c.post("/walker/add_todo", json={"title": "t"}, headers=ALICE))
+                assert reports(c.post("/walker/ping", headers=ALICE)) == ["pong"]
+            gc.collect()
+            leaked = [o for o in gc.garbage if isinstance(o, (Anchor, Archetype))]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+    assert leaked == []

@@ -143,7 +143,20 @@ def _generic(val: Any) -> Any:
     return str(val)
 
 
-_renderers: dict[type, Any] = {}
+class Rendered:
+    """A value already rendered by `to_jsonable` (rendering it again returns it as is).
+
+    The executor renders reports while the request's graph is still loaded, then
+    releases the graph; consumers keep calling `to_jsonable` on what they get.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+_renderers: dict[type, Any] = {Rendered: lambda v: v.value}
 
 
 def _anchor(val: Anchor) -> dict[str, Any]:

@@ -29,6 +29,8 @@ from jaclang.jac0core.archetype import NodeAnchor, Root
 from jaclang.jac0core.osp_kernel_sv import isolate_request_walk_stack
 from jaclang.runtimelib.context import CallState, ExecutionContext
 
+from jacscale_core import codec
+from jacscale_core.codec import Rendered
 from jacscale_core.errors import ApiError
 from jacscale_core.memory import (
     GUEST_ROOT_ID,
@@ -52,8 +54,8 @@ HOT_SECONDS = 2.0
 class RunResult:
     """What a run produced: the walker (or function return value), reports, denied writes."""
 
-    result: Any
-    reports: list[Any]
+    result: Any  # codec.Rendered: the JSON form of the walker or return value
+    reports: Any  # codec.Rendered: the JSON form of the reports list
     warnings: list[dict[str, Any]] = field(default_factory=list)
     replays: int = 0
 
@@ -306,14 +308,32 @@ class Executor:
 
 
 def _result(endpoint: Endpoint, value: Any, ctx: ExecutionContext) -> RunResult:
+    """The run's outcome, rendered to JSON form while its anchors are still loaded."""
     warnings = [d.to_dict() for d in ctx.diagnostics]
     if endpoint.kind == "walker":
-        return RunResult(value, list(getattr(value, "reports", []) or []), warnings)
-    state = ctx.call_state.get(None)
-    reports = []
-    while state is not None and not state.reports.empty():
-        reports.append(state.reports.get_nowait())
-    return RunResult(value, reports, warnings)
+        reports = list(getattr(value, "reports", []) or [])
+    else:
+        reports = []
+        state = ctx.call_state.get(None)
+        while state is not None and not state.reports.empty():
+            reports.append(state.reports.get_nowait())
+    rendered = RunResult(
+        Rendered(codec.to_jsonable(value)), Rendered(codec.to_jsonable(reports)), warnings
+    )
+    if endpoint.kind == "walker":
+        _release_walker(value)
+    return rendered
+
+
+def _release_walker(walker: Any) -> None:
+    """Break the finished walker's cycle (walker <-> anchor) so it is freed at once.
+
+    Its reports would otherwise keep the request's nodes alive until the garbage
+    collector ran (see RequestMemory.abort).
+    """
+    anchor = walker.__dict__.pop("__jac__", None)
+    if anchor is not None:
+        anchor.__dict__.pop("archetype", None)
 
 
 def _backoff(attempt: int) -> float:

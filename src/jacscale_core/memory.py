@@ -399,6 +399,21 @@ def decode_record(record: AnchorRecord) -> Anchor:
     return anchor
 
 
+def _unlink(anchor: Anchor) -> None:
+    """Break the anchor's reference cycles: archetype -> anchor, and its edge list."""
+    d = anchor.__dict__
+    arch = d.get("archetype")
+    if arch is not None and arch.__dict__.get("__jac__") is anchor:
+        del arch.__dict__["__jac__"]
+    edges = d.get("edges")
+    if type(edges) is LazyEdges:
+        edges._ids = None
+        edges._appended = []
+        list.clear(edges)
+    elif type(edges) is list:
+        edges.clear()
+
+
 # --------------------------------------------------------------------------
 # The process-wide tier
 # --------------------------------------------------------------------------
@@ -711,10 +726,22 @@ class RequestMemory(TieredMemory):  # type: ignore[misc]
         """Deferred, like `commit`."""
 
     def abort(self) -> None:
-        """Drop everything this request loaded or changed."""
+        """Drop everything this request loaded or changed, and let it be freed at once.
+
+        A request's anchors reference each other in cycles (anchor <-> archetype,
+        node -> edge list -> edge -> node), which only the garbage collector could
+        free: listing ten todos left ~200 such objects per request, and the young
+        collections they caused were a tenth of the CPU and most of the p99
+        latency. Breaking the two links here lets reference counting free them.
+        Call it only when nothing of the request's graph is used any more (the
+        executor renders reports first).
+        """
+        anchors = [*self.__mem__.values(), *self.deleted.values()]
         self.__mem__.clear()
         self.deleted.clear()
         self.changes.clear()
+        for anchor in anchors:
+            _unlink(anchor)
 
     def close(self) -> None:
         """Same as abort: a request's memory owns no connections."""
