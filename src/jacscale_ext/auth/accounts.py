@@ -244,10 +244,15 @@ class Accounts:
         if user is None:
             log.debug("token refused: user %s no longer exists", claims["sub"])
             raise invalid_token()
-        if claims.get("sgen") != user.session_gen:
-            # The cache may be older than a password change made by another worker.
-            user = await self.get_user(user.user_id, fresh=True)
-            if user is None or claims.get("sgen") != user.session_gen:
+        sgen = claims.get("sgen")
+        if sgen != user.session_gen:
+            # Generations only grow, so a (possibly stale) cached record can only be
+            # behind: a token older than it is revoked for sure, no need to re-read.
+            # A newer one may follow a password change made by another worker.
+            older = isinstance(sgen, int) and not isinstance(sgen, bool) and sgen < user.session_gen
+            if not older:
+                user = await self.get_user(user.user_id, fresh=True)
+            if older or user is None or sgen != user.session_gen:
                 log.debug("token refused: issued before the last password change")
                 raise invalid_token()
         return user, claims
