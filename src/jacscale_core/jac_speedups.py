@@ -81,7 +81,7 @@ def install() -> int:
         return 0
     from jaclang.jac0core.runtime import JacRuntimeInterface
 
-    count = 0
+    replaced: dict[int, Callable[..., Any]] = {}
     for attr, value in list(vars(JacRuntimeInterface).items()):
         code = getattr(value, "__code__", None)
         if code is None or code.co_freevars != ("name", "sig") or inspect.iscoroutinefunction(value):
@@ -90,6 +90,27 @@ def install() -> int:
         fast = _fast_proxy(cells["name"], cells["sig"], value)
         if fast is not None:
             setattr(JacRuntimeInterface, attr, fast)
-            count += 1
+            replaced[id(value)] = fast
+    _rebind_module_aliases(replaced)
     _installed = True
-    return count
+    return len(replaced)
+
+
+def _rebind_module_aliases(replaced: dict[int, Callable[..., Any]]) -> None:
+    """Point jaclang modules' own copies of the old proxies at the fast ones.
+
+    Compiled Jac code calls `report` and `[-->]` through jaclang.jac0core.jaclib,
+    which copied the proxies when it was imported (before `install`).
+    """
+    import sys
+
+    for name, module in list(sys.modules.items()):
+        if not name.startswith("jaclang") or module is None:
+            continue
+        namespace = getattr(module, "__dict__", None)
+        if not isinstance(namespace, dict):
+            continue
+        for attr, value in list(namespace.items()):
+            fast = replaced.get(id(value))
+            if fast is not None:
+                namespace[attr] = fast
