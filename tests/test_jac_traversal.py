@@ -15,6 +15,7 @@ from uuid import UUID
 
 import pytest
 from jaclang.jac0core.runtime import JacRuntimeInterface
+from jaclang.runtimelib import planner
 
 from jacscale_core import jac_traversal
 from jacscale_core.store import RecordWrite
@@ -39,12 +40,13 @@ def jaclang_traversal() -> Iterator[Any]:
 
     @contextmanager
     def use_jaclang() -> Iterator[None]:
-        ours = JacRuntimeInterface.edges_to_nodes
+        ours = JacRuntimeInterface.edges_to_nodes, planner.execute_path
         JacRuntimeInterface.edges_to_nodes = jac_traversal._jaclang_edges_to_nodes  # type: ignore[assignment]
+        planner.execute_path = jac_traversal._jaclang_execute_path
         try:
             yield
         finally:
-            JacRuntimeInterface.edges_to_nodes = ours  # type: ignore[assignment]
+            JacRuntimeInterface.edges_to_nodes, planner.execute_path = ours  # type: ignore[assignment]
 
     yield use_jaclang
 
@@ -59,6 +61,7 @@ def both(client: Any, use_jaclang: Any, path: str, headers: dict[str, str]) -> t
 def test_fast_path_is_installed(tmp_path: Path) -> None:
     with TestApp(APP, tmp_path, plugins=[HeaderAuth()]):
         assert JacRuntimeInterface.edges_to_nodes is jac_traversal.edges_to_nodes
+        assert planner.execute_path is jac_traversal.execute_path
         assert jac_traversal._only_default_impls()
 
 

@@ -69,7 +69,13 @@ def build_context(
 ) -> AppContext:
     """Resolve settings, load the program and open the store for this process."""
     env = os.environ if env is None else env
-    os.environ.setdefault("JAC_TOPOLOGY_INDEX", "0")
+    if os.environ.get("JAC_TOPOLOGY_INDEX", "0").lower() in ("1", "true", "yes", "on"):
+        log.warning(
+            "JAC_TOPOLOGY_INDEX is ignored: jacscale does not store jaclang's topology "
+            "index, so traversals always walk the stored edges"
+        )
+    # Off, always: an index built inside one request would answer for the whole graph.
+    os.environ["JAC_TOPOLOGY_INDEX"] = "0"
     from jaclang.jac0core.runtime import JacRuntime
 
     JacRuntime.strict_permissions = env.get("JAC_STRICT_PERMISSIONS", "").lower() in ("1", "true")

@@ -12,6 +12,9 @@ handed to jaclang's own `resolve_ref` / `check_read_access`. It only runs while
 the current context's memory is a `RequestMemory` and the access hooks have only
 jaclang's implementations; otherwise jaclang's hook runs unchanged.
 
+`refs` first asks jaclang's query planner, which can only answer from a topology
+index jacscale keeps off; `execute_path` skips that analysis over a RequestMemory.
+
 `tests/test_jac_traversal.py` compares it with jaclang's on graphs with every
 direction, filters, undirected edges, foreign nodes and dangling edges.
 """
@@ -25,6 +28,7 @@ from jaclang import JacRuntime as Jac
 from jaclang.jac0core.archetype import Anchor, NodeAnchor
 from jaclang.jac0core.constant import EdgeDir
 from jaclang.jac0core.runtime import JacRuntimeInterface, plugin_manager, resolve_ref
+from jaclang.runtimelib import planner  # type: ignore[attr-defined]
 
 from jacscale_core.memory import RequestMemory
 
@@ -155,15 +159,32 @@ def _drop_dead_edge(
         mem.quarantine_ref(nanch, edge)
 
 
+def execute_path(mem: Any, path: Any, slc: slice | None = None) -> list[Any] | None:
+    """jaclang's query planner, skipped over a RequestMemory.
+
+    The planner only answers from jaclang's topology index, which jacscale keeps
+    off (jacscale_core.app); before saying so it analyses the filter lambdas'
+    bytecode on every `[-->(?:T)]`. None sends `refs` to the edge walk, as the
+    planner itself would.
+    """
+    if type(mem) is RequestMemory:
+        return None
+    return _jaclang_execute_path(mem, path, slc)
+
+
 _jaclang_edges_to_nodes: Callable[..., list[Any]] = JacRuntimeInterface.edges_to_nodes
+_jaclang_execute_path: Callable[..., list[Any] | None] = planner.execute_path
 
 
 def install() -> bool:
-    """Route `Jac.edges_to_nodes` through the fast version (idempotent); False if already."""
-    global _installed, _jaclang_edges_to_nodes
+    """Route `[-->]` through the fast versions (idempotent); False if already installed."""
+    global _installed, _jaclang_edges_to_nodes, _jaclang_execute_path
     if _installed:
         return False
     _jaclang_edges_to_nodes = JacRuntimeInterface.edges_to_nodes
     JacRuntimeInterface.edges_to_nodes = staticmethod(edges_to_nodes)  # type: ignore[assignment]
+    # `refs` imports execute_path from the module on every call.
+    _jaclang_execute_path = planner.execute_path
+    planner.execute_path = execute_path
     _installed = True
     return True
