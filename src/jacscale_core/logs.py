@@ -1,10 +1,12 @@
-"""Log formatting: JSON lines for machines."""
+"""Log output: JSON lines for machines, and batched writing off the event loop."""
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
+from typing import Any
 
 
 class JsonFormatter(logging.Formatter):
@@ -27,3 +29,66 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out, default=str)
+
+
+class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A StreamHandler whose INFO and DEBUG lines are written in batches.
+
+    An access log line per request written straight to stderr cost a system call
+    on the event loop for every request, during which a walker thread took the
+    GIL: about 9% of the trivial walker's throughput. Here records are formatted
+    at once but kept in memory and written by a background thread every
+    `interval` seconds (one write for the whole batch). A WARNING or worse, and
+    close() (logging.shutdown at exit), write everything pending first, in order.
+    """
+
+    def __init__(self, stream: Any = None, interval: float = 0.1) -> None:
+        super().__init__(stream)
+        self.interval = interval
+        self._pending: list[str] = []
+        self._pending_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._flusher = threading.Thread(target=self._run, name="jacscale-log-flush", daemon=True)
+        self._flusher.start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Format now; write later (at once for WARNING and above)."""
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:  # noqa: BLE001 - logging's own error path reports it
+            self.handleError(record)
+            return
+        with self._pending_lock:
+            self._pending.append(line)
+        if record.levelno >= logging.WARNING:
+            self.write_pending()
+
+    def write_pending(self) -> None:
+        """Write and flush every pending line (in order)."""
+        # Not the handler's own lock, which logging holds around emit(): a loop
+        # thread logging a line must never wait for a write in progress.
+        with self._write_lock:  # one writer at a time keeps batches in order
+            with self._pending_lock:
+                lines, self._pending = self._pending, []
+            if not lines:
+                return
+            try:
+                self.stream.write("".join(lines))
+                self.stream.flush()
+            except Exception:  # noqa: BLE001 - logging's own error path reports it
+                self.handleError(logging.makeLogRecord({"msg": "writing batched log lines"}))
+
+    def flush(self) -> None:
+        """Write what is pending."""
+        self.write_pending()
+
+    def close(self) -> None:
+        """Stop the background writer after writing what is pending."""
+        self._stop.set()
+        self.write_pending()
+        super().close()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.write_pending()

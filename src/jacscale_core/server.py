@@ -31,15 +31,17 @@ log = logging.getLogger("jacscale.server")
 
 def configure_logging(fmt: str) -> None:
     """Human-readable logs for a terminal, JSON lines with `--log-format json`."""
-    if fmt == "json":
-        from jacscale_core.logs import JsonFormatter
+    from jacscale_core.logs import BatchingStreamHandler, JsonFormatter
 
-        handler = logging.StreamHandler()
+    handler = BatchingStreamHandler()
+    if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
+    for old in root.handlers:
+        if isinstance(old, BatchingStreamHandler):
+            old.close()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
     # jaclang logs every denied access check at INFO; our responses carry them.

@@ -174,11 +174,17 @@ def write_line(scope: Scope, root_path: str, status: int, seconds: float) -> Non
     if route == UNMATCHED:
         extra["path"] = route_path(scope)[:MAX_LOGGED_PATH]
     shown = route if route != UNMATCHED else extra["path"]
-    log.info(
+    if not log.isEnabledFor(logging.INFO):
+        return
+    # The record built directly: Logger.info would also walk the stack to find
+    # the caller (this function, every time) on each request.
+    record = log.makeRecord(
+        log.name, logging.INFO, __file__, 0,
         '%s "%s %s" %d %.1fms user=%s rid=%s',
-        client_host, method, shown, status, duration_ms, principal or "-", rid,
-        extra=extra,
+        (client_host, method, shown, status, duration_ms, principal or "-", rid),
+        None, func="write_line", extra=extra,
     )  # fmt: skip
+    log.handle(record)
 
 
 # --------------------------------------------------------------------------
