@@ -167,3 +167,79 @@ def test_change_log_of_large_and_empty_batches(
         batch = [_create() for _ in range(size)]
         assert set(store.apply(batch)) == {w.id for w in batch}
         assert other.poll_changes() == [w.id for w in batch]
+
+
+# -- group commit: concurrent batches share a transaction ----------------------
+
+
+def test_queued_batches_commit_together_and_a_conflict_stays_in_its_batch(tmp_path: Path) -> None:
+    import threading
+
+    store = SqliteGraphStore(tmp_path / "group.db")
+    base = _create()
+    store.apply([base])
+    begins: list[str] = []
+    store._conn.set_trace_callback(lambda sql: begins.append(sql) if sql.startswith("BEGIN") else None)
+    first, second = _create(), _create()
+    stale = RecordWrite(op="update", id=base.id, state=b"new", expect_version=7)  # stored: 1
+    outcomes: dict[str, object] = {}
+
+    def run(name: str, writes: list[RecordWrite]) -> None:
+        try:
+            outcomes[name] = store.apply(writes)
+        except Exception as exc:  # noqa: BLE001 - the test inspects it
+            outcomes[name] = exc
+
+    threads = [
+        threading.Thread(target=run, args=(name, writes))
+        for name, writes in (("first", [first]), ("stale", [stale]), ("second", [second]))
+    ]
+    with store._lock:  # the store is busy: all three batches queue
+        for t in threads:
+            t.start()
+        deadline = 100
+        while len(store._queue) < 3 and deadline:
+            threading.Event().wait(0.01)
+            deadline -= 1
+        assert len(store._queue) == 3
+    for t in threads:
+        t.join(10)
+    assert len(begins) == 1  # one transaction for the three batches
+    assert outcomes["first"] == {first.id: 1} and outcomes["second"] == {second.id: 1}
+    assert isinstance(outcomes["stale"], WriteConflict)
+    stored = store.load([first.id, second.id, base.id])
+    assert set(stored) == {first.id, second.id, base.id}
+    assert stored[base.id].version == 1 and stored[base.id].state == b"s"
+    store.close()
+
+
+def test_a_failed_commit_fails_every_batch_in_the_group(tmp_path: Path) -> None:
+    import threading
+
+    store = SqliteGraphStore(tmp_path / "group-fail.db")
+    a, b = _create(), _create()
+    outcomes: dict[str, object] = {}
+
+    def run(name: str, writes: list[RecordWrite]) -> None:
+        try:
+            outcomes[name] = store.apply(writes)
+        except Exception as exc:  # noqa: BLE001 - the test inspects it
+            outcomes[name] = exc
+
+    # Another connection holds the write lock past the busy timeout: BEGIN fails.
+    blocker = sqlite3.connect(tmp_path / "group-fail.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    store._conn.execute("PRAGMA busy_timeout = 50")
+    threads = [threading.Thread(target=run, args=(n, w)) for n, w in (("a", [a]), ("b", [b]))]
+    with store._lock:
+        for t in threads:
+            t.start()
+        while len(store._queue) < 2:
+            threading.Event().wait(0.01)
+    for t in threads:
+        t.join(10)
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    assert all(isinstance(outcomes[n], sqlite3.OperationalError) for n in ("a", "b"))
+    assert store.load([a.id, b.id]) == {}
+    store.close()

@@ -177,6 +177,9 @@ class SqliteGraphStore:
             # Created private: the file holds the app's data and its users.
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         self._lock = threading.RLock()
+        # Batches waiting for the next group commit (see apply).
+        self._queue: list[_Pending] = []
+        self._queue_lock = threading.Lock()
         self._conn = sqlite3.connect(
             self.path,
             timeout=BUSY_TIMEOUT_MS / 1000,
@@ -240,90 +243,142 @@ class SqliteGraphStore:
         return out
 
     def apply(self, writes: list[RecordWrite]) -> dict[UUID, AnchorRecord | int | None]:
-        """Apply every write in one transaction; WriteConflict rolls back all of it.
+        """Apply every write atomically; WriteConflict means none of them applied.
 
-        Returns new versions (the caller derives the records); edge changes touch
-        only the edge rows they add or remove. Statements are kept few: a
-        compare-and-set update is one `UPDATE ... WHERE version = ?` (a SELECT
-        only to report a conflict), an edge append computes its position inside
-        its INSERT and skips an edge already there by the unique index, and the
-        change log gets the batch's ids in one statement.
+        Returns new versions (the caller derives the records). Concurrent callers
+        share transactions (group commit): a caller that finds the store busy
+        queues its batch, and whoever holds the store next commits every queued
+        batch in one transaction, each inside its own savepoint, so one batch's
+        conflict rolls back only that batch. Committing several requests' writes
+        at once writes the pages they share (the root's row, the tail of the edge
+        table and the change log) to the WAL once instead of once per request.
+        """
+        entry = _Pending(writes)
+        with self._queue_lock:
+            self._queue.append(entry)
+        with self._lock:
+            while not entry.done:  # a leader before us may already have committed it
+                self._commit_queued()
+        if entry.error is not None:
+            raise entry.error
+        assert entry.results is not None
+        return entry.results
+
+    def _commit_queued(self) -> None:
+        """Commit every queued batch in one transaction (the caller holds the store lock)."""
+        with self._queue_lock:
+            group, self._queue = self._queue, []
+        try:
+            if len(group) == 1:
+                only = group[0]
+                with self.transaction() as conn:
+                    only.results = self._apply_writes(conn.cursor(), only.writes)
+                return
+            with self.transaction() as conn:
+                cur = conn.cursor()
+                for entry in group:
+                    cur.execute("SAVEPOINT batch")
+                    try:
+                        entry.results = self._apply_writes(cur, entry.writes)
+                    except Exception as exc:  # noqa: BLE001 - handed to that batch's caller
+                        cur.execute("ROLLBACK TO batch")
+                        entry.error = exc
+                    cur.execute("RELEASE batch")
+        except BaseException as exc:
+            # BEGIN or COMMIT failed (or one batch alone did): nothing of the group landed.
+            for entry in group:
+                entry.results = None
+                entry.error = exc if isinstance(exc, Exception) else RuntimeError(str(exc))
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            for entry in group:
+                entry.done = True
+
+    def _apply_writes(
+        self, cur: sqlite3.Cursor, writes: list[RecordWrite]
+    ) -> dict[UUID, AnchorRecord | int | None]:
+        """One batch's statements, inside the caller's transaction.
+
+        Edge changes touch only the edge rows they add or remove. Statements are
+        kept few: a compare-and-set update is one `UPDATE ... WHERE version = ?`
+        (a SELECT only to report a conflict), an edge append computes its
+        position inside its INSERT and skips an edge already there by the unique
+        index, and the change log gets the batch's ids in one statement.
         """
         results: dict[UUID, AnchorRecord | int | None] = {}
         logged: list[bytes] = []  # ids for the change log, in order
         writer = self._writer
-        with self.transaction() as conn:
-            cur = conn.cursor()
-            for w in writes:
-                key = w.id.bytes
-                op = w.op
-                if op == "create":
-                    try:
+        for w in writes:
+            key = w.id.bytes
+            op = w.op
+            if op == "create":
+                try:
+                    cur.execute(
+                        _INSERT_ANCHOR,
+                        (key, w.kind, _blob(w.root), int(w.is_root), w.state or b""),
+                    )
+                except sqlite3.IntegrityError as exc:
+                    raise WriteConflict(w.id, None, -1) from exc
+                if w.edges:
+                    # A duplicate edge id in a new node is a caller bug: IntegrityError.
+                    cur.executemany(_APPEND_EDGE, [(key, key, e.bytes) for e in w.edges])
+                results[w.id] = 1
+            elif op == "update":
+                expect = w.expect_version
+                if expect is None:  # a blind edge merge (or state write): no version check
+                    row = cur.execute(
+                        "SELECT version FROM anchors WHERE id = ?", (key,)
+                    ).fetchone()
+                    if row is None:
+                        raise WriteConflict(w.id, None, None)
+                    version = row[0] + 1
+                    if w.state is not None:
                         cur.execute(
-                            _INSERT_ANCHOR,
-                            (key, w.kind, _blob(w.root), int(w.is_root), w.state or b""),
+                            "UPDATE anchors SET version = ?, state = ? WHERE id = ?",
+                            (version, w.state, key),
                         )
-                    except sqlite3.IntegrityError as exc:
-                        raise WriteConflict(w.id, None, -1) from exc
-                    if w.edges:
-                        # A duplicate edge id in a new node is a caller bug: IntegrityError.
-                        cur.executemany(_APPEND_EDGE, [(key, key, e.bytes) for e in w.edges])
-                    results[w.id] = 1
-                elif op == "update":
-                    expect = w.expect_version
-                    if expect is None:  # a blind edge merge (or state write): no version check
+                    else:
+                        cur.execute(
+                            "UPDATE anchors SET version = ? WHERE id = ?", (version, key)
+                        )
+                else:
+                    version = expect + 1
+                    if w.state is not None:
+                        cur.execute(_BUMP_STATE_IF, (version, w.state, key, expect))
+                    else:
+                        cur.execute(_BUMP_IF, (version, key, expect))
+                    if cur.rowcount != 1:  # missing, or another writer moved it on
                         row = cur.execute(
                             "SELECT version FROM anchors WHERE id = ?", (key,)
                         ).fetchone()
-                        if row is None:
-                            raise WriteConflict(w.id, None, None)
-                        version = row[0] + 1
-                        if w.state is not None:
-                            cur.execute(
-                                "UPDATE anchors SET version = ?, state = ? WHERE id = ?",
-                                (version, w.state, key),
-                            )
-                        else:
-                            cur.execute(
-                                "UPDATE anchors SET version = ? WHERE id = ?", (version, key)
-                            )
-                    else:
-                        version = expect + 1
-                        if w.state is not None:
-                            cur.execute(_BUMP_STATE_IF, (version, w.state, key, expect))
-                        else:
-                            cur.execute(_BUMP_IF, (version, key, expect))
-                        if cur.rowcount != 1:  # missing, or another writer moved it on
-                            row = cur.execute(
-                                "SELECT version FROM anchors WHERE id = ?", (key,)
-                            ).fetchone()
-                            raise WriteConflict(w.id, expect, None if row is None else row[0])
-                    if w.edges_removed:
-                        cur.executemany(
-                            "DELETE FROM edges WHERE node = ? AND edge = ?",
-                            [(key, e.bytes) for e in w.edges_removed],
-                        )
-                    if w.edges_added:
-                        # Already there: skipped (the (node, edge) index), an append is idempotent.
-                        cur.executemany(
-                            _APPEND_EDGE_ONCE, [(key, key, e.bytes) for e in w.edges_added]
-                        )
-                    results[w.id] = version
-                else:
-                    cur.execute("DELETE FROM anchors WHERE id = ?", (key,))
-                    cur.execute("DELETE FROM edges WHERE node = ?", (key,))
-                    results[w.id] = None
-                logged.append(key)
-            if len(logged) > _LOG_ONE_STATEMENT:
-                cur.executemany(_LOG_CHANGES[1], [(key, writer) for key in logged])
-            elif logged:
-                cur.execute(_LOG_CHANGES[len(logged)], [v for key in logged for v in (key, writer)])
-            self._applies += 1
-            if self._applies % PRUNE_EVERY == 0:
-                cur.execute(
-                    "DELETE FROM changes WHERE seq < (SELECT MAX(seq) FROM changes) - ?",
-                    (CHANGES_KEPT,),
-                )
+                        raise WriteConflict(w.id, expect, None if row is None else row[0])
+                if w.edges_removed:
+                    cur.executemany(
+                        "DELETE FROM edges WHERE node = ? AND edge = ?",
+                        [(key, e.bytes) for e in w.edges_removed],
+                    )
+                if w.edges_added:
+                    # Already there: skipped (the (node, edge) index), an append is idempotent.
+                    cur.executemany(
+                        _APPEND_EDGE_ONCE, [(key, key, e.bytes) for e in w.edges_added]
+                    )
+                results[w.id] = version
+            else:
+                cur.execute("DELETE FROM anchors WHERE id = ?", (key,))
+                cur.execute("DELETE FROM edges WHERE node = ?", (key,))
+                results[w.id] = None
+            logged.append(key)
+        if len(logged) > _LOG_ONE_STATEMENT:
+            cur.executemany(_LOG_CHANGES[1], [(key, writer) for key in logged])
+        elif logged:
+            cur.execute(_LOG_CHANGES[len(logged)], [v for key in logged for v in (key, writer)])
+        self._applies += 1
+        if self._applies % PRUNE_EVERY == 0:
+            cur.execute(
+                "DELETE FROM changes WHERE seq < (SELECT MAX(seq) FROM changes) - ?",
+                (CHANGES_KEPT,),
+            )
         return results
 
     def root_ids(self) -> list[UUID]:
@@ -361,6 +416,18 @@ class SqliteGraphStore:
         """Close the connection."""
         with self._lock:
             self._conn.close()
+
+
+class _Pending:
+    """One caller's batch waiting for a group commit, and its outcome."""
+
+    __slots__ = ("writes", "results", "error", "done")
+
+    def __init__(self, writes: list[RecordWrite]) -> None:
+        self.writes = writes
+        self.results: dict[UUID, AnchorRecord | int | None] | None = None
+        self.error: Exception | None = None
+        self.done = False
 
 
 class _Locked:
