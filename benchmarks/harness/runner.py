@@ -44,6 +44,7 @@ from harness.servers import (
     cpu_layout,
     free_port,
     stop_all,
+    wait_until_idle,
 )
 from harness.stats import ratio, summarise_runs
 from harness.workloads import Workload, all_workloads, ceiling_workload
@@ -337,6 +338,8 @@ class Bench:
                         slot.error = f"prepare: {problem}"
                         continue
                     req = fresh
+                # Both servers share the server CPU: the previous run's leftovers first.
+                wait_until_idle([s.proc.proc.pid for s in live if s.proc.proc is not None])
                 try:
                     result = run_wrk(
                         self.wrk,
@@ -378,6 +381,7 @@ class Bench:
         for slot in slots:
             assert slot.wl.ws is not None and slot.proc.monitor is not None
             slot.proc.monitor.reset()
+            wait_until_idle([s.proc.proc.pid for s in slots if s.proc.proc is not None])
             try:
                 results, failure = run_ws(
                     slot.proc.spec.base_url,

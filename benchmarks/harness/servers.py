@@ -80,6 +80,43 @@ def process_tree(root: int) -> list[int]:
     return tree
 
 
+_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(root: int) -> float:
+    """CPU time (user + system) used so far by `root` and its descendants alive now."""
+    total = 0
+    for pid in process_tree(root):
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) >= 13:
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / _TICKS_PER_SECOND
+
+
+def wait_until_idle(
+    roots: list[int], *, window: float = 0.2, busy_share: float = 0.05, max_wait: float = 2.0
+) -> float:
+    """Wait until the servers `roots` use under `busy_share` of a CPU over `window`.
+
+    A slow server is still working through requests its load generator left in
+    flight when the run ended; on a shared CPU that work would land in the next
+    server's run. Returns the seconds waited (at most about `max_wait`).
+    """
+    started = time.monotonic()
+    while True:
+        before = sum(cpu_seconds(r) for r in roots)
+        time.sleep(window)
+        used = sum(cpu_seconds(r) for r in roots) - before
+        waited = time.monotonic() - started
+        if used <= busy_share * window or waited >= max_wait:
+            return waited
+
+
 def _status_kb(pid: int, key: str) -> int:
     """A `kB` field of /proc/PID/status (VmRSS, VmHWM); 0 if the process is gone."""
     try:

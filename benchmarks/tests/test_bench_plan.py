@@ -103,3 +103,20 @@ def test_readme_workload_list_matches_the_definitions() -> None:
     assert readme[start:end].strip() == expected.strip(), (
         "README workload list is stale: run `.venv/bin/python benchmarks/run.py --refresh-readme`"
     )
+
+
+def test_wait_until_idle_waits_for_a_busy_process_and_not_for_an_idle_one() -> None:
+    import subprocess
+    import sys
+
+    from harness.servers import wait_until_idle
+
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 1.0\nwhile time.time() < end: pass\ntime.sleep(30)"])
+    try:
+        assert wait_until_idle([idle.pid], max_wait=2.0) < 0.6
+        waited = wait_until_idle([busy.pid], max_wait=3.0)
+        assert 0.5 < waited < 2.5  # until its 1 s of spinning ended
+    finally:
+        idle.kill()
+        busy.kill()
