@@ -645,23 +645,9 @@ class RequestMemory(TieredMemory):  # type: ignore[misc]
 
     def batch_get(self, ids: list[UUID]) -> dict[UUID, Anchor]:
         """Load several anchors with one store round trip for the misses."""
-        result: dict[UUID, Anchor] = {}
-        missing = []
+        self.prefetch(ids)
         loaded = self.__mem__
-        for i in ids:
-            anchor = loaded.get(i)
-            if anchor is not None:
-                result[i] = anchor
-            else:
-                missing.append(i)
-        if self.deleted:
-            missing = [i for i in missing if i not in self.deleted]
-        if missing:
-            for rec in self.tier.load_records(missing):
-                anchor = decode_record(rec)
-                loaded[rec.id] = anchor
-                result[rec.id] = anchor
-        return result
+        return {i: loaded[i] for i in ids if i in loaded}
 
     def prefetch(self, ids: Iterable[UUID]) -> None:
         """Load the anchors among `ids` this request does not hold yet (one batch)."""
