@@ -41,7 +41,7 @@ from jacscale_core.middleware import (
     RequestIdMiddleware,
     request_id_of,
 )
-from jacscale_core.plugins import await_me_maybe, make_plugin_manager
+from jacscale_core.plugins import await_me_maybe, check_hookimpls, make_plugin_manager
 from jacscale_core.program import Program, load_program
 from jacscale_core.routing import IndexedRouter
 
@@ -82,6 +82,7 @@ def build_context(
     pm = make_plugin_manager(env)
     for plugin in plugins:
         pm.register(plugin)
+    check_hookimpls(pm)
     settings = load_settings(app_path, plugin_sections(pm), cli=cli, env=env)
     # Before the program loads: its globals (e.g. `glob s = store(...)`) run at import.
     _set_storage_dir(settings)

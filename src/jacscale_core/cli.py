@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from jacscale_core.plugins import make_plugin_manager, plugin_names
+from jacscale_core.plugins import PluginError, make_plugin_manager, plugin_names
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -98,8 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `jacscale` command."""
-    args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.func(args) or 0)
+    except PluginError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

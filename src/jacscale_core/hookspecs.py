@@ -159,12 +159,13 @@ def jacscale_draining(app: AppContext) -> Any:
 # --------------------------------------------------------------------------
 
 
-@hookspec(firstresult=True)
+@hookspec
 def jacscale_authenticate(request: HTTPConnection, app: AppContext) -> Principal | None:
     """Return the Principal for this request or WebSocket, or None if not authenticated.
 
     Raise `jacscale_core.errors.ApiError` (401) for a credential that is present
-    but invalid. May be awaitable.
+    but invalid. May be awaitable. Every implementation is called; the kernel
+    awaits the answers in pluggy's order and takes the first that is not None.
     """
 
 

@@ -5,6 +5,7 @@ authenticate -> check access -> read input -> decode -> execute -> encode.
 
 from __future__ import annotations
 
+import inspect
 import time
 import typing
 from typing import Any
@@ -36,10 +37,31 @@ def error_response(err: ApiError, request_id: str) -> Response:
     return json_response(codec.error_envelope(err, request_id), err.status, err.headers or None)
 
 
+PRINCIPAL_STATE_KEY = "principal"
+
+
 async def authenticate(request: Any, app: AppContext) -> Principal | None:
-    """The caller, from the `jacscale_authenticate` hook (None when anonymous)."""
-    found = app.pm.hook.jacscale_authenticate(request=request, app=app)
-    return await await_me_maybe(found)
+    """The caller, from the `jacscale_authenticate` hook (None when anonymous).
+
+    Every implementation is called and each answer awaited in pluggy's order; the
+    first non-None wins (a `firstresult` hook would stop at the first coroutine, so
+    an async authenticator resolving to None would hide the ones after it). The
+    principal is kept in the request's scope state for the access log and metrics.
+    """
+    answers = iter(app.pm.hook.jacscale_authenticate(request=request, app=app))
+    principal: Principal | None = None
+    try:
+        for answer in answers:
+            principal = await await_me_maybe(answer)
+            if principal is not None:
+                break
+    finally:
+        for later in answers:  # the ones after the winner (or after an error)
+            if inspect.iscoroutine(later):
+                later.close()  # never started: nothing to undo
+    if principal is not None:
+        request.scope.setdefault("state", {})[PRINCIPAL_STATE_KEY] = principal
+    return principal
 
 
 async def principal_for(request: Any, app: AppContext, endpoint: Endpoint) -> Principal:

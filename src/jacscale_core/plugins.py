@@ -66,7 +66,21 @@ def make_plugin_manager(env: Mapping[str, str] | None = None) -> pluggy.PluginMa
         if pm.get_plugin(ep.name) is not None:
             continue
         pm.register(ep.load(), name=ep.name)
+    check_hookimpls(pm)
     return pm
+
+
+class PluginError(RuntimeError):
+    """A plugin implements a hook that does not exist (a misspelling, usually)."""
+
+
+def check_hookimpls(pm: pluggy.PluginManager) -> None:
+    """Refuse hook implementations no spec knows: a misspelled hook is an error, not silence."""
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        name = pm.get_name(exc.plugin) or repr(exc.plugin)
+        raise PluginError(f"plugin {name!r}: {exc}") from None
 
 
 def plugin_names(pm: pluggy.PluginManager) -> list[str]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Generator
 from typing import Any
 
 import msgspec
@@ -28,6 +27,7 @@ from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jacscale_core.context import AppContext
+from jacscale_core.http_endpoints import PRINCIPAL_STATE_KEY
 from jacscale_core.middleware import request_id_of
 from jacscale_core.plugins import hookimpl
 from jacscale_core.principal import Principal
@@ -38,7 +38,6 @@ MAX_LOGGED_PATH = 200
 _METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
 )
-_PRINCIPAL_KEY = "principal_id"
 
 log = logging.getLogger("jacscale.access")
 
@@ -104,21 +103,11 @@ def method_label(method: str) -> str:
 
 
 def principal_id_of(scope: Scope) -> str | None:
-    """The user id the request authenticated as, if any."""
-    value = scope.get("state", {}).get(_PRINCIPAL_KEY)
-    return str(value) if value else None
-
-
-def _remember(request: Any, principal: Any) -> Any:
+    """The user id the request authenticated as (None for anonymous and guests)."""
+    principal = scope.get("state", {}).get(PRINCIPAL_STATE_KEY)
     if isinstance(principal, Principal) and not principal.is_guest:
-        scope = getattr(request, "scope", None)
-        if isinstance(scope, dict):
-            scope.setdefault("state", {})[_PRINCIPAL_KEY] = principal.user_id
-    return principal
-
-
-async def _remember_later(request: Any, pending: Awaitable[Any]) -> Any:
-    return _remember(request, await pending)
+        return principal.user_id
+    return None
 
 
 # --------------------------------------------------------------------------
@@ -205,13 +194,3 @@ def jacscale_middleware(app: AppContext) -> list[Any]:
     if not config.enabled:
         return []
     return [Middleware(AccessLogMiddleware, exclude_paths=list(config.exclude_paths))]
-
-
-@hookimpl(wrapper=True)
-def jacscale_authenticate(request: Any, app: AppContext) -> Generator[None, Any, Any]:
-    """Remember who the request authenticated as, for its access log line."""
-    del app
-    result = yield
-    if result is not None and hasattr(result, "__await__"):
-        return _remember_later(request, result)
-    return _remember(request, result)

@@ -17,7 +17,7 @@ from starlette.routing import Route
 from jacscale_core import codec
 from jacscale_core.context import AppContext
 from jacscale_core.errors import ApiError
-from jacscale_core.http_endpoints import require_json
+from jacscale_core.http_endpoints import authenticate, require_json
 from jacscale_core.plugins import await_me_maybe
 from jacscale_core.principal import Principal
 from jacscale_ext.auth.schemas import (
@@ -68,8 +68,7 @@ async def read_json(request: Request) -> Any:
 
 async def current_principal(request: Request, app: AppContext) -> Principal | None:
     """The authenticated caller, via the `jacscale_authenticate` hook."""
-    found = app.pm.hook.jacscale_authenticate(request=request, app=app)
-    principal = await await_me_maybe(found)
+    principal = await authenticate(request, app)
     return principal if isinstance(principal, Principal) else None
 
 
