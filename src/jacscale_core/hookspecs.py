@@ -66,6 +66,16 @@ def jacscale_graph_store(app: AppContext) -> Any:
 
 
 @hookspec(firstresult=True)
+def jacscale_job_store(app: AppContext) -> Any:
+    """Return the scheduler's lease and job store for `app.store`, or None to pass.
+
+    A store plugin answers when `app.store` is its own, so every server sharing
+    the store shares one lease and one set of jobs. The object implements
+    `jacscale_ext.scheduler.jobs.JobStore`; the SQLite store's answers last.
+    """
+
+
+@hookspec(firstresult=True)
 def jacscale_cache_tier(app: AppContext) -> Any:
     """Return a shared cache tier (L2, `jacscale_core.store.CacheTier`), or None for none."""
 
@@ -182,3 +192,14 @@ def jacscale_walker_finished(
     app: AppContext, endpoint: Endpoint, principal: Principal, duration: float, success: bool
 ) -> None:
     """Called after every walker or function run with its duration in seconds."""
+
+
+@hookspec
+def jacscale_job_fired(
+    app: AppContext, name: str, static: bool, duration: float, success: bool
+) -> None:
+    """Called after every fire of a scheduled walker or function (`@schedule`).
+
+    `static` is True for jobs declared in the program, False for jobs made
+    through /jobs; `success` is False when the run raised.
+    """

@@ -33,6 +33,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "jacscale_ext.websockets",
     "jacscale_ext.traverse",
     "jacscale_ext.access_log",
+    "jacscale_ext.scheduler.plugin",
 )
 
 

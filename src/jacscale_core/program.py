@@ -23,7 +23,7 @@ import msgspec
 from jacscale_core.errors import ApiError
 
 Access = Literal["public", "protected", "private"]
-Protocol = Literal["http", "webhook", "websocket"]
+Protocol = Literal["http", "webhook", "websocket", "schedule"]
 MISSING: Any = dataclasses.MISSING
 
 
@@ -59,6 +59,8 @@ class Endpoint:
     envelope: bool | None = None
     doc: str = ""
     has_uploads: bool = False
+    # jaclang's ScheduleSpec for `@schedule` targets (protocol "schedule": never routed).
+    schedule: Any = None
 
     @property
     def route_path(self) -> str:
@@ -324,7 +326,8 @@ def describe(module: ModuleType, compiled: Any, path: Path) -> Program:
         if not (is_walker or is_function) or name.startswith("_"):
             continue
         level = access.get(name, "protected")
-        if level == "private":
+        schedule = getattr(value, "schedule_spec", None)
+        if level == "private" and schedule is None:
             private.append(name)
             continue
         if is_walker and not getattr(value, "__jac_async__", False) and _has_async_ability(value):
@@ -348,6 +351,9 @@ def describe(module: ModuleType, compiled: Any, path: Path) -> Program:
         )
         if endpoint.kind == "function" and endpoint.protocol != "http":
             endpoint.protocol = "http"
+        if schedule is not None:
+            # Scheduled walkers and functions run from the scheduler, never over HTTP.
+            endpoint.protocol, endpoint.schedule = "schedule", schedule
         endpoints[name] = endpoint
     return Program(path=path, module=module, endpoints=endpoints, private=private)
 

@@ -79,6 +79,12 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livesum",
         )
+        self.job_fires = Counter(
+            f"{ns}_scheduled_job_fires_total",
+            "Fires of scheduled walkers and functions (@schedule), by name and outcome.",
+            ["job_name", "success"],
+            registry=self.registry,
+        )
         self.walkers: Histogram | None = None
         if config.walker_metrics:
             self.walkers = Histogram(
@@ -98,6 +104,10 @@ class Metrics:
         """Time one walker or function run (when walker metrics are on)."""
         if self.walkers is not None:
             self.walkers.labels(name, "true" if success else "false").observe(seconds)
+
+    def observe_job_fire(self, name: str, success: bool) -> None:
+        """Count one fire of a scheduled job (failed fires have success="false")."""
+        self.job_fires.labels(name, "true" if success else "false").inc()
 
     def render(self) -> bytes:
         """The exposition text: this process's metrics, or every worker's summed.

@@ -134,3 +134,11 @@ def jacscale_walker_finished(
     metrics = app.state.get(STATE_KEY)
     if metrics is not None:
         metrics.observe_walker(endpoint.name, success, duration)
+
+
+@hookimpl
+def jacscale_job_fired(app: AppContext, name: str, success: bool) -> None:
+    """Count scheduled job fires, failed ones apart."""
+    metrics = app.state.get(STATE_KEY)
+    if metrics is not None:
+        metrics.observe_job_fire(name, success)
