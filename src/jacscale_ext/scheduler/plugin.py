@@ -110,9 +110,12 @@ async def jacscale_user_deleted(app: AppContext, user_id: str) -> None:
 
 
 def _row(job: Job) -> tuple[str, ...]:
-    schedule = job.schedule.describe()
-    when = {"interval": f"every {job.interval:g}s", "cron": f"cron {job.cron}",
-            "date": f"at {schedule['date']}"}[job.trigger]  # fmt: skip
+    if job.trigger == "interval":
+        when = f"every {job.interval:g}s"
+    elif job.trigger == "cron":
+        when = f"cron {job.cron}"
+    else:
+        when = f"at {iso(job.date)}"
     owner = "static" if job.static else f"user {job.owner}"
     return (
         job.name, owner, when, iso(job.next_run) or "-", iso(job.last_run) or "-",
