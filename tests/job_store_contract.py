@@ -28,7 +28,9 @@ def make_job(owner: str = "alice", next_run: float | None = T0 + 10, created: fl
     )  # fmt: skip
 
 
-def test_job_contract_lease_is_exclusive_until_it_expires(job_store_factory: JobStoreFactory) -> None:
+def test_job_contract_lease_is_exclusive_until_it_expires(
+    job_store_factory: JobStoreFactory,
+) -> None:
     a, b = job_store_factory(), job_store_factory()
     lease = f"lease-{uuid.uuid4().hex[:8]}"
     assert a.acquire_lease(lease, "A", 5.0, T0)
@@ -76,7 +78,7 @@ def test_job_contract_jobs_crud_and_owner_pages(job_store_factory: JobStoreFacto
     for job in reversed(jobs):
         store.insert(job)
     store.insert(make_job("someone-else"))
-    page, total = other.list(owner, 2, 1)
+    page, total = other.owned_by(owner, 2, 1)
     assert total == 5
     assert [j.job_id for j in page] == [jobs[1].job_id, jobs[2].job_id]
     got = other.get(jobs[0].job_id)
@@ -89,9 +91,9 @@ def test_job_contract_jobs_crud_and_owner_pages(job_store_factory: JobStoreFacto
     assert not store.save(ghost)
     assert store.delete(jobs[4].job_id)
     assert not store.delete(jobs[4].job_id)
-    assert other.list(owner, 50, 0)[1] == 4
+    assert other.owned_by(owner, 50, 0)[1] == 4
     assert store.delete_owned_by(owner) == 4
-    assert other.list(owner, 50, 0) == ([], 0)
+    assert other.owned_by(owner, 50, 0) == ([], 0)
     assert all(j.owner != owner for j in other.all())
 
 

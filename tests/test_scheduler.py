@@ -73,7 +73,10 @@ class FireLog:
 
 @pytest.fixture
 def files(tmp_path: Path) -> dict[str, Path]:
-    return {name: tmp_path / f"{name.lower()}.txt" for name in ("BEAT_FILE", "REMIND_FILE", "EXPLODE_FILE")}
+    return {
+        name: tmp_path / f"{name.lower()}.txt"
+        for name in ("BEAT_FILE", "REMIND_FILE", "EXPLODE_FILE")
+    }
 
 
 @pytest.fixture
@@ -118,7 +121,9 @@ def test_static_interval_job_fires_on_the_system_root(
     client, fires = served
     wait_for(lambda: len(lines(files["BEAT_FILE"])) >= 2, "two beats")
     # The Beat node is on the system root, not on a user's.
-    assert wait_for(lambda: run_on_system_root(client, "beats").value[0] >= 2, "beats on system root")
+    assert wait_for(
+        lambda: run_on_system_root(client, "beats").value[0] >= 2, "beats on system root"
+    )
     headers = login(client, "b@example.com")
     assert client.post("/walker/beats", json={}, headers=headers).json()["data"]["reports"] == [0]
     assert ("beat", True, True) in fires.fires
@@ -147,8 +152,11 @@ def test_dynamic_job_crud_and_it_runs_as_its_creator(
     assert mine and set(mine) == {"water"}
     assert client.post("/walker/reminders", json={}, headers=bob).json()["data"]["reports"] == [[]]
     seen = wait_for(
-        lambda: (j := client.get(f"/jobs/{job_id}", headers=alice).json()["data"])["run_count"] >= 1
-        and j["last_status"] == "succeeded" and j,
+        lambda: (
+            (j := client.get(f"/jobs/{job_id}", headers=alice).json()["data"])["run_count"] >= 1
+            and j["last_status"] == "succeeded"
+            and j
+        ),
         "the run to be recorded",
     )
     assert seen["last_run_at"] is not None and seen["last_error"] is None
@@ -218,18 +226,54 @@ PAST = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
         ({"walker_or_function": "remind", "trigger": "interval", "interval": -3}, 422, "interval"),
         ({"walker_or_function": "remind", "trigger": "interval", "interval": 0.2}, 422, "interval"),
         ({"walker_or_function": "remind", "trigger": "interval", "interval": "5"}, 422, "interval"),
-        ({"walker_or_function": "remind", "trigger": "interval", "interval": True}, 422, "interval"),
+        (
+            {"walker_or_function": "remind", "trigger": "interval", "interval": True},
+            422,
+            "interval",
+        ),
         ({"walker_or_function": "remind", "trigger": "interval"}, 422, "interval"),
         ({"walker_or_function": "remind", "trigger": "hourly"}, 422, "trigger"),
         ({"walker_or_function": "remind", "interval": 5}, 422, "trigger"),
-        ({"walker_or_function": "remind", "trigger": "interval", "interval": 5, "cron": "* * * * *"},
-         422, "cron"),
-        ({"walker_or_function": "remind", "trigger": "date", "date": FUTURE, "color": 1}, 422, "color"),
-        ({"walker_or_function": "remind", "trigger": "date", "date": FUTURE, "args": {"text": 5}},
-         422, "args"),
-        ({"walker_or_function": "remind", "trigger": "date", "date": FUTURE, "args": {"nope": 1}},
-         422, "args"),
-        ({"walker_or_function": "remind", "trigger": "date", "date": FUTURE, "args": [1]}, 422, "args"),
+        (
+            {
+                "walker_or_function": "remind",
+                "trigger": "interval",
+                "interval": 5,
+                "cron": "* * * * *",
+            },
+            422,
+            "cron",
+        ),
+        (
+            {"walker_or_function": "remind", "trigger": "date", "date": FUTURE, "color": 1},
+            422,
+            "color",
+        ),
+        (
+            {
+                "walker_or_function": "remind",
+                "trigger": "date",
+                "date": FUTURE,
+                "args": {"text": 5},
+            },
+            422,
+            "args",
+        ),
+        (
+            {
+                "walker_or_function": "remind",
+                "trigger": "date",
+                "date": FUTURE,
+                "args": {"nope": 1},
+            },
+            422,
+            "args",
+        ),
+        (
+            {"walker_or_function": "remind", "trigger": "date", "date": FUTURE, "args": [1]},
+            422,
+            "args",
+        ),
         ({"trigger": "interval", "interval": 5}, 422, "walker_or_function"),
     ],
 )
@@ -253,7 +297,9 @@ def test_requests_without_a_user_or_with_a_bad_body(served: tuple[TestClient, Fi
     assert client.post("/jobs", json=body).status_code == 401
     assert client.get("/jobs").status_code == 401
     assert client.get("/jobs/x").status_code == 401
-    assert client.post("/jobs", json=body, headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert (
+        client.post("/jobs", json=body, headers={"Authorization": "Bearer nope"}).status_code == 401
+    )
     user = login(client, "body@example.com")
     assert client.post("/jobs", content=b"{not json", headers={**user, "Content-Type": "application/json"}
                        ).status_code == 422  # fmt: skip
@@ -277,14 +323,19 @@ def test_a_failing_fire_is_recorded_counted_and_the_job_goes_on(
     body = {"walker_or_function": "explode", "trigger": "interval", "interval": 1}
     job_id = client.post("/jobs", json=body, headers=user).json()["data"]["job_id"]
     job = wait_for(
-        lambda: (j := client.get(f"/jobs/{job_id}", headers=user).json()["data"])["run_count"] >= 2 and j,
+        lambda: (
+            (j := client.get(f"/jobs/{job_id}", headers=user).json()["data"])["run_count"] >= 2
+            and j
+        ),
         "two failed fires",
     )
     assert job["last_status"] == "failed" and "boom" in job["last_error"]
     assert job["status"] == "active"
     assert len(lines(files["EXPLODE_FILE"])) >= 2
     assert fires.fires.count(("explode", False, False)) >= 2
-    failed = [r for r in caplog.records if r.name == "jacscale.scheduler" and "explode" in r.getMessage()]
+    failed = [
+        r for r in caplog.records if r.name == "jacscale.scheduler" and "explode" in r.getMessage()
+    ]
     assert failed and "request_id=" in failed[0].getMessage()
 
 
@@ -295,7 +346,9 @@ def test_a_deleted_users_jobs_are_deleted(served: tuple[TestClient, FireLog]) ->
     assert client.post("/jobs", json=body, headers=user).status_code == 201
     store = client.app.state.jacscale.state[STATE_KEY].store  # type: ignore[attr-defined]
     assert any(not j.static for j in store.all())
-    r = client.request("DELETE", "/user/me", json={"password": "correct horse battery"}, headers=user)
+    r = client.request(
+        "DELETE", "/user/me", json={"password": "correct horse battery"}, headers=user
+    )
     assert r.status_code == 200, r.text
     assert [j for j in store.all() if not j.static] == []
 
@@ -304,7 +357,12 @@ def test_dynamic_jobs_survive_a_restart(tmp_path: Path, files: dict[str, Path]) 
     env = {k: str(v) for k, v in files.items()}
     with TestApp(APP, tmp_path / "data", env=env) as client:
         user = login(client, "stay@example.com")
-        body = {"walker_or_function": "remind", "trigger": "interval", "interval": 1, "args": {"text": "again"}}
+        body = {
+            "walker_or_function": "remind",
+            "trigger": "interval",
+            "interval": 1,
+            "args": {"text": "again"},
+        }
         job_id = client.post("/jobs", json=body, headers=user).json()["data"]["job_id"]
         wait_for(lambda: "again" in lines(files["REMIND_FILE"]), "a first fire")
     before = len(lines(files["REMIND_FILE"]))
@@ -312,7 +370,9 @@ def test_dynamic_jobs_survive_a_restart(tmp_path: Path, files: dict[str, Path]) 
         creds = {"email": "stay@example.com", "password": "correct horse battery"}
         token = client.post("/user/login", json=creds).json()["access_token"]
         user = {"Authorization": f"Bearer {token}"}
-        assert [j["job_id"] for j in client.get("/jobs", headers=user).json()["data"]["jobs"]] == [job_id]
+        assert [j["job_id"] for j in client.get("/jobs", headers=user).json()["data"]["jobs"]] == [
+            job_id
+        ]
         wait_for(lambda: len(lines(files["REMIND_FILE"])) > before, "fires after the restart")
 
 
@@ -436,10 +496,17 @@ def test_the_example_program(tmp_path: Path) -> None:
     with TestApp(EXAMPLES / "10_scheduler.jac", tmp_path) as client:
         user = login(client, "ex@example.com")
         assert client.post("/walker/heartbeat", json={}, headers=user).status_code == 404
-        body = {"walker_or_function": "remind", "trigger": "interval", "interval": 1, "args": {"text": "tea"}}
+        body = {
+            "walker_or_function": "remind",
+            "trigger": "interval",
+            "interval": 1,
+            "args": {"text": "tea"},
+        }
         assert client.post("/jobs", json=body, headers=user).status_code == 201
         found = wait_for(
-            lambda: client.post("/walker/my_reminders", json={}, headers=user).json()["data"]["reports"][0],
+            lambda: client.post("/walker/my_reminders", json={}, headers=user).json()["data"][
+                "reports"
+            ][0],
             "a reminder",
         )
         assert found[0]["text"] == "tea"

@@ -27,11 +27,15 @@ def test_fires_are_counted_failed_ones_apart(tmp_path: Path) -> None:
 
         def counted() -> tuple[float, float] | None:
             text = client.get("/metrics").text
-            failed = value(text, "kt_scheduled_job_fires_total", job_name="explode", success="false")
+            failed = value(
+                text, "kt_scheduled_job_fires_total", job_name="explode", success="false"
+            )
             ok = value(text, "kt_scheduled_job_fires_total", job_name="beat", success="true")
             return (failed, ok) if failed and ok else None
 
         failed, ok = wait_for(counted, "failed and successful fires in /metrics")
         assert failed >= 1 and ok >= 1
         text = client.get("/metrics").text
-        assert value(text, "kt_scheduled_job_fires_total", job_name="explode", success="true") is None
+        assert (
+            value(text, "kt_scheduled_job_fires_total", job_name="explode", success="true") is None
+        )

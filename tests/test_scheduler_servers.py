@@ -42,7 +42,9 @@ def serve(data: Path, env: dict[str, str], workers: int = 1) -> Iterator[Server]
     cmd = [sys.executable, "-m", "jacscale_core.cli", "serve", str(APP), "--host", "127.0.0.1",
            "--port", str(port), "--workers", str(workers), "--data-dir", str(data)]  # fmt: skip
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env})
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env}
+        )
     server = Server(proc, f"http://127.0.0.1:{port}", log)
     try:
         deadline = time.monotonic() + START_TIMEOUT

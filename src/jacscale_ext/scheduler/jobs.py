@@ -119,7 +119,7 @@ class JobStore(Protocol):
         """The job with this id, or None."""
         ...
 
-    def list(self, owner: str, limit: int, offset: int) -> tuple[list[Job], int]:
+    def owned_by(self, owner: str, limit: int, offset: int) -> tuple[list[Job], int]:
         """A page of `owner`'s jobs (oldest first) and how many `owner` has in all."""
         ...
 

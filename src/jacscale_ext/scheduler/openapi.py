@@ -68,7 +68,10 @@ def _envelope(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _ok(description: str, data: dict[str, Any]) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": _envelope(data)}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": _envelope(data)}},
+    }
 
 
 def _trigger_properties() -> dict[str, Any]:

@@ -139,7 +139,16 @@ def list_jobs(app_path: str, data_dir: str | None) -> int:
         by_id = {j.job_id: j for j in stored}
         jobs = static_jobs(app.program.endpoints.values(), by_id, time.time())
         jobs += [j for j in stored if not j.static]
-        header = ("NAME", "OWNER", "TRIGGER", "NEXT RUN", "LAST RUN", "LAST STATUS", "RUNS", "JOB ID")
+        header = (
+            "NAME",
+            "OWNER",
+            "TRIGGER",
+            "NEXT RUN",
+            "LAST RUN",
+            "LAST STATUS",
+            "RUNS",
+            "JOB ID",
+        )
         rows = [header, *(_row(j) for j in jobs)]
         widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
         for r in rows:

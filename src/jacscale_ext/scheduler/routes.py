@@ -78,7 +78,9 @@ async def read_body(request: Request, allowed: tuple[str, ...]) -> dict[str, Any
 def dynamic_target(state: SchedulerState, name: Any) -> Endpoint:
     """The DYNAMIC scheduled walker or function called `name` (404 / 400 / 422 otherwise)."""
     if not isinstance(name, str) or not name.strip():
-        raise validation_error(["body", "walker_or_function"], "a walker or function name is required")
+        raise validation_error(
+            ["body", "walker_or_function"], "a walker or function name is required"
+        )
     endpoint = state.app.program.endpoints.get(name)
     if endpoint is None or endpoint.access == "private":
         raise ApiError("NOT_FOUND", f"No walker or function named {name[:100]!r}")
@@ -95,7 +97,9 @@ def dynamic_target(state: SchedulerState, name: Any) -> Endpoint:
 def trigger_of(state: SchedulerState, body: dict[str, Any], now: float) -> Trigger:
     """The validated trigger of a request body (422 naming the field)."""
     if "trigger" not in body:
-        raise validation_error(["body", "trigger"], "required: 'interval', 'cron' or 'date'", "missing")
+        raise validation_error(
+            ["body", "trigger"], "required: 'interval', 'cron' or 'date'", "missing"
+        )
     try:
         return make_trigger(
             body["trigger"],
@@ -159,7 +163,7 @@ def job_routes(state: SchedulerState) -> list[Route]:
         trigger = trigger_of(state, body, now)
         args = args_of(endpoint, body)
         store = state.job_store()
-        _, count = await asyncio.to_thread(store.list, principal.user_id, 1, 0)
+        _, count = await asyncio.to_thread(store.owned_by, principal.user_id, 1, 0)
         if count >= state.config.max_jobs_per_user:
             raise ApiError(
                 "CONFLICT",
@@ -179,7 +183,7 @@ def job_routes(state: SchedulerState) -> list[Route]:
         limit = _page_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
         offset = _page_param(request, "offset", 0, 0, 10**9)
         jobs, total = await asyncio.to_thread(
-            state.job_store().list, principal.user_id, limit, offset
+            state.job_store().owned_by, principal.user_id, limit, offset
         )
         data = {
             "jobs": [j.public() for j in jobs],

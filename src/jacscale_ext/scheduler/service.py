@@ -127,7 +127,7 @@ class Scheduler:
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.leading = False
         self.renewed_at = 0.0
-        self.running: dict[str, asyncio.Task[None]] = {}
+        self.running: dict[str, asyncio.Task[bool]] = {}
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -257,4 +257,3 @@ class Scheduler:
             )
         except Exception as exc:  # noqa: BLE001 - the fire happened; only its record is lost
             log.error("scheduler: recording a run of job %s failed: %s", job.job_id, exc)
-

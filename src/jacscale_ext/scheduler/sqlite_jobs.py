@@ -109,7 +109,7 @@ class SqliteJobStore:
             ).fetchone()
         return _job(*row) if row else None
 
-    def list(self, owner: str, limit: int, offset: int) -> tuple[list[Job], int]:
+    def owned_by(self, owner: str, limit: int, offset: int) -> tuple[list[Job], int]:
         """A page of `owner`'s jobs and their total."""
         with self._store.locked() as conn:
             rows = conn.execute(

@@ -108,7 +108,9 @@ def check_cron(expression: Any) -> str:
 def parse_date(value: Any) -> float:
     """An ISO-8601 date-time as a UTC timestamp (no zone given means UTC), or TriggerError."""
     if not isinstance(value, str) or not value.strip():
-        raise TriggerError("date", "date must be an ISO-8601 date-time such as 2030-01-31T09:00:00Z")
+        raise TriggerError(
+            "date", "date must be an ISO-8601 date-time such as 2030-01-31T09:00:00Z"
+        )
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
@@ -169,9 +171,7 @@ def from_schedule_spec(spec: Any, now: float) -> Trigger:
     """The trigger of a static `@schedule(interval=... | cron=... | date=...)`."""
     set_fields = [k for k in ("interval", "cron", "date") if getattr(spec, k, None) is not None]
     if len(set_fields) != 1:
-        raise TriggerError(
-            "schedule", "@schedule needs exactly one of interval=, cron= or date="
-        )
+        raise TriggerError("schedule", "@schedule needs exactly one of interval=, cron= or date=")
     kind = set_fields[0]
     return make_trigger(
         kind,

@@ -107,7 +107,7 @@ class MongoJobStore:
         doc = self._run("reading a job", lambda: self._jobs.find_one({"_id": {"$eq": job_id}}))
         return _job(doc) if doc else None
 
-    def list(self, owner: str, limit: int, offset: int) -> tuple[list[Job], int]:
+    def owned_by(self, owner: str, limit: int, offset: int) -> tuple[list[Job], int]:
         """A page of `owner`'s jobs and their total."""
         query = {"owner": {"$eq": owner}}
 
@@ -138,7 +138,9 @@ class MongoJobStore:
 
     def delete(self, job_id: str) -> bool:
         """Delete a job."""
-        result = self._run("deleting a job", lambda: self._jobs.delete_one({"_id": {"$eq": job_id}}))
+        result = self._run(
+            "deleting a job", lambda: self._jobs.delete_one({"_id": {"$eq": job_id}})
+        )
         return result.deleted_count == 1
 
     def delete_owned_by(self, owner: str) -> int:
