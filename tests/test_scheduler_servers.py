@@ -107,6 +107,26 @@ def test_a_one_second_job_fires_once_per_second_under_four_workers(tmp_path: Pat
     assert 5 <= count <= 7, f"{count} fires in {WINDOW_SECONDS}s (4 workers would make ~24)"
 
 
+def test_a_hung_leader_worker_is_replaced_and_does_not_fire_twice_when_it_wakes(
+    tmp_path: Path,
+) -> None:
+    """SIGSTOP freezes the leading worker: the supervisor sees nothing, the lease expires."""
+    beats = tmp_path / "beats.txt"
+    with serve(tmp_path / "data", {"BEAT_FILE": str(beats)}, workers=3):
+        wait_for_lines(beats, 1)
+        leader = int(lines(beats)[-1])
+        os.kill(leader, signal.SIGSTOP)
+        try:
+            frozen_at = len(lines(beats))
+            wait_for_lines(beats, frozen_at + 1, timeout=60)
+            assert str(leader) not in lines(beats)[frozen_at:]
+        finally:
+            os.kill(leader, signal.SIGCONT)
+        # The old leader wakes up believing it leads: it must not fire again.
+        (count,) = fires_in_window(beats)
+        assert 5 <= count <= 7, f"{count} fires in {WINDOW_SECONDS}s after the old leader woke"
+
+
 def test_two_servers_fire_each_job_once_and_a_killed_leader_is_replaced(tmp_path: Path) -> None:
     data = tmp_path / "data"
     beats, reminds = tmp_path / "beats.txt", tmp_path / "reminds.txt"

@@ -147,12 +147,13 @@ class Scheduler:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        if self.leading:
-            self.leading = False
-            try:
-                await asyncio.to_thread(self.store.release_lease, LEASE_NAME, self.holder)
-            except Exception as exc:  # noqa: BLE001 - the lease then simply expires
-                log.warning("scheduler: could not release the lease: %s", exc)
+        # Even when not (knowingly) leading: a tick cancelled while taking the lease
+        # may have taken it. Releasing is conditional on the holder, so always safe.
+        self.leading = False
+        try:
+            await asyncio.to_thread(self.store.release_lease, LEASE_NAME, self.holder)
+        except Exception as exc:  # noqa: BLE001 - the lease then simply expires
+            log.warning("scheduler: could not release the lease: %s", exc)
 
     async def _loop(self) -> None:
         while True:
@@ -235,7 +236,7 @@ class Scheduler:
         except Exception as exc:  # noqa: BLE001 - a failing job is logged, counted, kept
             error = _error_text(exc)
             log.error(
-                "scheduler: %s (job %s) failed, request_id=%s: %s",
+                "scheduler: %s (job %s) failed, request_id=%s: %r",
                 job.name, job.job_id, request_id, error,
                 exc_info=not isinstance(exc, (ApiError, LookupError)),
             )  # fmt: skip
