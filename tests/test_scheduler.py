@@ -144,6 +144,11 @@ def test_dynamic_job_crud_and_it_runs_as_its_creator(
     assert job["walker_or_function"] == "remind" and job["trigger"] == "interval"
     assert job["interval"] == 1.0 and job["status"] == "active" and job["run_count"] == 0
     assert job["next_run_at"].endswith("Z") and job["last_run_at"] is None
+    assert (job["name"], job["is_walker"], job["static"]) == (
+        "remind",
+        True,
+        False,
+    )  # jac-scale's names
     job_id = job["job_id"]
 
     # It runs as alice, on alice's root.

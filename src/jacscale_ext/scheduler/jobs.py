@@ -76,6 +76,10 @@ class Job:
             "walker_or_function": self.name,
             "kind": self.kind,
             "static": self.static,
+            # The same facts under jac-scale 0.2.31's names, for its clients.
+            "name": self.name,
+            "is_walker": self.kind == "walker",
+            "created_by": self.owner,
             **self.schedule.describe(),
             "args": self.args,
             "status": "active" if self.next_run is not None else "completed",
