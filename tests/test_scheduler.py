@@ -192,6 +192,30 @@ def test_dynamic_job_crud_and_it_runs_as_its_creator(
     assert client.delete(f"/jobs/{job_id}", headers=alice).status_code == 404
 
 
+def test_a_date_job_fires_once_then_shows_completed(
+    served: tuple[TestClient, FireLog], files: dict[str, Path]
+) -> None:
+    client, _ = served
+    user = login(client, "once@example.com")
+    when = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+    body = {
+        "walker_or_function": "remind",
+        "trigger": "date",
+        "date": when,
+        "args": {"text": "once"},
+    }
+    job_id = client.post("/jobs", json=body, headers=user).json()["data"]["job_id"]
+    job = wait_for(
+        lambda: (
+            (j := client.get(f"/jobs/{job_id}", headers=user).json()["data"])["run_count"] and j
+        ),
+        "the one fire",
+    )
+    assert job["status"] == "completed" and job["next_run_at"] is None
+    assert job["last_status"] == "succeeded" and job["run_count"] == 1
+    assert lines(files["REMIND_FILE"]).count("once") == 1
+
+
 def test_paging(served: tuple[TestClient, FireLog]) -> None:
     client, _ = served
     user = login(client, "pager@example.com")

@@ -12,6 +12,7 @@ clocks should agree to well within `lease_seconds` (NTP does).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -31,12 +32,14 @@ JOBS = "jacscale_scheduler_jobs"
 
 
 def _job(doc: dict[str, Any]) -> Job:
-    return Job.from_doc({**doc, "job_id": doc["_id"]})
+    return Job.from_doc({**doc, "job_id": doc["_id"], "args": json.loads(doc["args"])})
 
 
 def _doc(job: Job) -> dict[str, Any]:
     doc = job.to_doc()
     doc["_id"] = doc.pop("job_id")
+    # As JSON text: a user's argument values may hold keys MongoDB refuses ("$x", "a.b").
+    doc["args"] = json.dumps(doc["args"])
     return doc
 
 
