@@ -1,12 +1,30 @@
 #!/usr/bin/env bash
 # The tests use real tools from Debian: redis-server (the Redis tests start their
-# own instances on free ports) and wrk (the benchmark harness's own tests). This
-# installs whichever is missing when we are root; otherwise it says what to install.
+# own instances on free ports), wrk (the benchmark harness's own tests), and
+# nodejs + npm (jaclang's client runtime runs under Node against a live server).
+# This installs whichever is missing when we are root; otherwise it says what to
+# install. Then it installs the npm packages of tests/js when they are stale.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
-[ ${#missing[@]} -eq 0 ] && exit 0
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+
+npm_packages() {
+  # tests/js/node_modules is stale when npm's record of it is older than the lock file.
+  local marker=tests/js/node_modules/.package-lock.json
+  if [ ! -f "$marker" ] || [ tests/js/package-lock.json -nt "$marker" ]; then
+    echo "installing the npm packages of tests/js (npm ci)"
+    (cd tests/js && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+}
+
+if [ ${#missing[@]} -eq 0 ]; then
+  npm_packages
+  exit 0
+fi
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing ${missing[*]} (Debian packages) for the tests"
   apt-get update -qq >/dev/null
@@ -19,3 +37,4 @@ else
   echo "error: the tests need ${missing[*]}: apt-get install ${missing[*]}" >&2
   exit 1
 fi
+npm_packages

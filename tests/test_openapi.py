@@ -268,7 +268,7 @@ def test_walker_body_is_typed_from_has_fields_with_defaults(spec: dict[str, Any]
     schema = body_schema(spec["paths"]["/walker/search"]["post"])
     props = schema["properties"]
     assert schema["type"] == "object"
-    assert schema["additionalProperties"] is False
+    assert "additionalProperties" not in schema  # undeclared fields are ignored
     assert schema["required"] == ["query"]
     assert props["query"] == {"type": "string"}
     assert props["limit"] == {"type": "integer", "default": 10}
@@ -354,9 +354,8 @@ def test_the_documented_body_matches_what_the_server_accepts(
     body["a"] = 40
     r = client.post("/function/add", json=body)
     assert r.status_code == 200 and r.json()["data"]["result"] == 42
-    r = client.post("/function/add", json={"a": 1, "nope": 2})  # additionalProperties: false
-    assert r.status_code == 422
-    assert [d["loc"] for d in r.json()["error"]["details"]] == [["body", "nope"]]
+    r = client.post("/function/add", json={"a": 1, "nope": 2})  # additionalProperties not false
+    assert r.status_code == 200 and r.json()["meta"]["ignored_fields"] == ["nope"]
 
 
 # ---------------------------------------------------------------------------
@@ -482,6 +481,18 @@ def test_title_and_version_come_from_jac_toml_project(tmp_path: Path) -> None:
     with TestApp(app, tmp_path / "data") as c:
         info = c.get("/openapi.json").json()["info"]
     assert info == {"title": "Notes API", "version": "2.3.0"}
+
+
+def test_strict_fields_closes_the_documented_bodies(tmp_path: Path) -> None:
+    app = tmp_path / "typed_api.jac"
+    app.write_text(TYPED_APP)
+    (tmp_path / "jac.toml").write_text("[plugins.scale.api]\nstrict_fields = true\n")
+    with TestApp(app, tmp_path / "data") as c:
+        spec = c.get("/openapi.json").json()
+        refused = c.post("/function/add", json={"a": 1, "nope": 2})
+    assert body_schema(spec["paths"]["/walker/search"]["post"])["additionalProperties"] is False
+    assert refused.status_code == 422
+    assert [d["loc"] for d in refused.json()["error"]["details"]] == [["body", "nope"]]
 
 
 def test_envelope_off_for_the_whole_app(typed_app: Path, tmp_path: Path) -> None:

@@ -184,18 +184,16 @@ def ok_envelope(
     request_id: str,
     status: int = 200,
     warnings: list[dict[str, Any]] | None = None,
+    ignored_fields: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The success envelope (REFERENCE.md)."""
+    """The success envelope (REFERENCE.md); `meta.ignored_fields` names undeclared inputs."""
     data: dict[str, Any] = {"result": to_jsonable(result), "reports": to_jsonable(reports)}
     if warnings:
         data["warnings"] = [_warning(w) for w in warnings]
-    return {
-        "ok": True,
-        "type": "response",
-        "data": data,
-        "error": None,
-        "meta": {"extra": {"http_status": status}, "request_id": request_id},
-    }
+    meta: dict[str, Any] = {"extra": {"http_status": status}, "request_id": request_id}
+    if ignored_fields:
+        meta["ignored_fields"] = ignored_fields
+    return {"ok": True, "type": "response", "data": data, "error": None, "meta": meta}
 
 
 def _warning(diag: dict[str, Any]) -> dict[str, Any]:

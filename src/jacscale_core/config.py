@@ -32,6 +32,7 @@ class ApiConfig(msgspec.Struct, kw_only=True):
     cors_allow_credentials: bool = False
     max_replays: int = 25
     walker_timeout_seconds: float = 60.0
+    strict_fields: bool = False
 
 
 class ServerConfig(msgspec.Struct, kw_only=True):

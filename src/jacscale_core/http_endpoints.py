@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from jacscale_core import codec
+from jacscale_core import codec, lax
 from jacscale_core.context import AppContext
 from jacscale_core.errors import ApiError, unauthorized, validation_error
 from jacscale_core.middleware import request_id_of
@@ -25,6 +25,7 @@ from jacscale_core.principal import Principal
 from jacscale_core.program import Endpoint
 
 JSON_TYPES = ("application/json",)
+QUERY_METHODS = ("GET", "HEAD", "DELETE")
 
 
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -98,7 +99,7 @@ def _lax(endpoint: Endpoint, raw: dict[str, Any], loc: str) -> dict[str, Any]:
             out[key] = value
             continue
         try:
-            out[key] = msgspec.convert(value, spec.annotation, strict=False)
+            out[key] = lax.convert(value, spec.annotation)
         except (msgspec.ValidationError, TypeError) as exc:
             details.append({"loc": [loc, key], "msg": str(exc), "type": "type_error"})
     if details:
@@ -110,7 +111,7 @@ def _lax(endpoint: Endpoint, raw: dict[str, Any], loc: str) -> dict[str, Any]:
 async def read_input(request: Request, endpoint: Endpoint) -> dict[str, Any]:
     """The endpoint's raw fields: JSON body, query string or form, plus `{path}` params."""
     data: dict[str, Any]
-    if request.method in ("GET", "HEAD", "DELETE"):
+    if request.method in QUERY_METHODS:
         query: dict[str, Any] = {}
         specs = {f.name: f for f in endpoint.fields}
         for key in request.query_params:
@@ -175,6 +176,20 @@ async def _read_body(request: Request, endpoint: Endpoint) -> dict[str, Any]:
     return decode_json_object(body)
 
 
+def drop_undeclared(app: AppContext, endpoint: Endpoint, raw: dict[str, Any]) -> list[str]:
+    """Remove and return the inputs `endpoint` does not declare, as jac-scale ignores them.
+
+    With `[plugins.scale.api] strict_fields = true` nothing is removed, so they
+    reach `Endpoint.decode` and are refused with a 422 naming each one.
+    """
+    if app.settings.api.strict_fields:
+        return []
+    ignored = endpoint.undeclared(raw)
+    for key in ignored:
+        del raw[key]
+    return ignored
+
+
 def make_handler(app: AppContext, endpoint: Endpoint, with_node: bool) -> Any:
     """The Starlette endpoint function serving one walker or function."""
 
@@ -183,7 +198,8 @@ def make_handler(app: AppContext, endpoint: Endpoint, with_node: bool) -> Any:
         principal = await principal_for(request, app, endpoint)
         node_id = parse_node_id(request.path_params["node_id"]) if with_node else None
         raw = await read_input(request, endpoint)
-        args = endpoint.decode(raw)
+        ignored = drop_undeclared(app, endpoint, raw)
+        args = endpoint.decode(raw, "query" if request.method in QUERY_METHODS else "body")
         started = time.perf_counter()
         success = False
         try:
@@ -200,7 +216,9 @@ def make_handler(app: AppContext, endpoint: Endpoint, with_node: bool) -> Any:
         envelope = endpoint.envelope if endpoint.envelope is not None else app.settings.api.envelope
         if not envelope:
             return json_response(codec.to_jsonable(run.reports))
-        body = codec.ok_envelope(run.result, run.reports, request_id, warnings=run.warnings)
+        body = codec.ok_envelope(
+            run.result, run.reports, request_id, warnings=run.warnings, ignored_fields=ignored
+        )
         return json_response(body)
 
     handle.__name__ = f"{endpoint.kind}_{endpoint.name}"

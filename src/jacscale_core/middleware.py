@@ -1,4 +1,4 @@
-"""ASGI middleware the kernel always installs: request ids and body size limits."""
+"""ASGI middleware the kernel always installs: request and trace ids, body size limits."""
 
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ from jacscale_core.errors import ApiError
 log = logging.getLogger("jacscale")
 
 REQUEST_ID_HEADER = b"x-request-id"
+TRACE_ID_HEADER = b"x-trace-id"
+# A sane id: 1-128 characters of letters, digits and `. _ : -` (UUIDs, W3C trace
+# ids, most tracers' formats). Nothing that could split a log line or a header.
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -24,8 +27,24 @@ def request_id_of(scope: Scope) -> str:
     return str(scope.get("state", {}).get("request_id", "")) or "-"
 
 
+def trace_id_of(scope: Scope) -> str | None:
+    """The client's sane `X-Trace-Id` for the request in `scope`, if it sent one."""
+    trace_id = scope.get("state", {}).get("trace_id")
+    return str(trace_id) if trace_id else None
+
+
+def _sane_id(value: bytes) -> str:
+    """`value` as text when it is a sane id, else ""."""
+    text = value.decode("latin-1")
+    return text if _VALID_ID.match(text) else ""
+
+
 class RequestIdMiddleware:
-    """Accept a sane `X-Request-Id` or make one; echo it on every response."""
+    """Accept a sane `X-Request-Id` or make one; echo it on every response.
+
+    A sane `X-Trace-Id` (jac-scale's correlation header) is kept in the scope for
+    the access log and echoed too; one that is not sane is dropped, not echoed.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -34,21 +53,23 @@ class RequestIdMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        rid = ""
+        rid = trace = None
         for key, value in scope.get("headers", []):
-            if key == REQUEST_ID_HEADER:
-                candidate = value.decode("latin-1")
-                if _VALID_ID.match(candidate):
-                    rid = candidate
-                break
+            if key == REQUEST_ID_HEADER and rid is None:
+                rid = _sane_id(value)
+            elif key == TRACE_ID_HEADER and trace is None:
+                trace = _sane_id(value)
         rid = rid or uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = rid
+        state = scope.setdefault("state", {})
+        state["request_id"] = rid
+        echoed = [(REQUEST_ID_HEADER, rid.encode())]
+        if trace:
+            state["trace_id"] = trace
+            echoed.append((TRACE_ID_HEADER, trace.encode()))
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers.append((REQUEST_ID_HEADER, rid.encode()))
-                message["headers"] = headers
+                message["headers"] = [*message.get("headers", []), *echoed]
             await send(message)
 
         await self.app(scope, receive, send_with_id)

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from jacscale_core import lax
 from jacscale_core.errors import ApiError
 
 Access = Literal["public", "protected", "private"]
@@ -78,6 +79,11 @@ class Endpoint:
         """Names of `{param}` segments in a custom path."""
         return [seg[1:-1] for seg in self.route_path.split("/") if seg.startswith("{")]
 
+    def undeclared(self, data: dict[str, Any]) -> list[str]:
+        """The keys of `data` that are not input fields of this endpoint, in order."""
+        known = {f.name for f in self.fields}
+        return [key for key in data if key not in known]
+
     def decode(self, data: Any, loc_root: str = "body") -> dict[str, Any]:
         """Validate and convert input into keyword arguments, naming every bad field.
 
@@ -90,13 +96,10 @@ class Endpoint:
                 "Request body must be a JSON object",
                 details=[{"loc": [loc_root], "msg": "Expected an object", "type": "type_error"}],
             )
-        details: list[dict[str, Any]] = []
-        known = {f.name for f in self.fields}
-        for key in data:
-            if key not in known:
-                details.append(
-                    {"loc": [loc_root, key], "msg": "Unknown field", "type": "extra_forbidden"}
-                )
+        details: list[dict[str, Any]] = [
+            {"loc": [loc_root, key], "msg": "Unknown field", "type": "extra_forbidden"}
+            for key in self.undeclared(data)
+        ]
         out: dict[str, Any] = {}
         for spec in self.fields:
             if spec.name not in data:
@@ -147,14 +150,12 @@ _STRICT_SCALARS = (int, float, bool, str)
 
 
 def _convert(value: Any, annotation: Any) -> Any:
-    """Convert a JSON value to the annotated type (strict: "5" is not an int)."""
+    """Convert a JSON value to the annotated type ("5" is an int, as in jac-scale: see lax)."""
     if annotation in (Any, None, inspect.Parameter.empty, object) or isinstance(annotation, str):
         return value
     try:
-        return msgspec.convert(value, annotation, strict=True)
-    except (TypeError, msgspec.ValidationError) as exc:
-        if isinstance(exc, msgspec.ValidationError):
-            raise
+        return lax.convert(value, annotation)
+    except TypeError:
         # msgspec cannot express this annotation (e.g. an archetype type): accept as is.
         return value
 

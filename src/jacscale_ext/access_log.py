@@ -2,7 +2,8 @@
 
 Each line carries the request id, method, route template (never the query
 string, which may hold `?token=`), status, duration, the principal's user id and
-the client address; the raw path only when no route matched. Headers are never
+the client address; the raw path only when no route matched; the client's
+`X-Trace-Id` when it sent a sane one (`trace_id`). No other header is ever
 logged, so neither bearer tokens nor API keys can reach the log. The human
 format (the terminal default) reads:
 
@@ -28,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jacscale_core.context import AppContext
 from jacscale_core.http_endpoints import PRINCIPAL_STATE_KEY
-from jacscale_core.middleware import request_id_of
+from jacscale_core.middleware import request_id_of, trace_id_of
 from jacscale_core.plugins import hookimpl
 from jacscale_core.principal import Principal
 
@@ -47,7 +48,13 @@ class AccessLogConfig(msgspec.Struct, kw_only=True):
 
     enabled: bool = True
     exclude_paths: list[str] = msgspec.field(
-        default_factory=lambda: ["/healthz", "/readyz", "/metrics"]
+        default_factory=lambda: [
+            "/healthz",
+            "/readyz",
+            "/healthz/live",
+            "/healthz/ready",
+            "/metrics",
+        ]
     )
 
 
@@ -165,13 +172,17 @@ def write_line(scope: Scope, root_path: str, status: int, seconds: float) -> Non
     shown = route if route != UNMATCHED else extra["path"]
     if not log.isEnabledFor(logging.INFO):
         return
+    line = '%s "%s %s" %d %.1fms user=%s rid=%s'
+    args: tuple[Any, ...] = (client_host, method, shown, status, duration_ms, principal or "-", rid)
+    trace_id = trace_id_of(scope)  # sane by construction: letters, digits, . _ : -
+    if trace_id:
+        extra["trace_id"] = trace_id
+        line += " trace=%s"
+        args += (trace_id,)
     # The record built directly: Logger.info would also walk the stack to find
     # the caller (this function, every time) on each request.
     record = log.makeRecord(
-        log.name, logging.INFO, __file__, 0,
-        '%s "%s %s" %d %.1fms user=%s rid=%s',
-        (client_host, method, shown, status, duration_ms, principal or "-", rid),
-        None, func="write_line", extra=extra,
+        log.name, logging.INFO, __file__, 0, line, args, None, func="write_line", extra=extra,
     )  # fmt: skip
     log.handle(record)
 

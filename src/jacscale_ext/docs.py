@@ -64,6 +64,11 @@ _META = {
             "properties": {"http_status": {"type": "integer"}},
         },
         "request_id": {"type": "string", "description": "Also sent as the X-Request-ID header"},
+        "ignored_fields": {
+            "type": "array",
+            "items": _STRING,
+            "description": "Input fields the walker or function does not declare, ignored",
+        },
     },
 }
 
@@ -307,13 +312,20 @@ def field_schema(book: _SchemaBook, spec: FieldSpec) -> dict[str, Any]:
     return schema
 
 
-def object_schema(book: _SchemaBook, fields: list[FieldSpec]) -> dict[str, Any]:
-    """A closed object schema for a request body built from `fields`."""
+def object_schema(
+    book: _SchemaBook, fields: list[FieldSpec], closed: bool = True
+) -> dict[str, Any]:
+    """An object schema for a request body built from `fields`; `closed` refuses others.
+
+    Undeclared fields are ignored unless `[plugins.scale.api] strict_fields` is on,
+    so walker and function bodies are closed only then.
+    """
     schema: dict[str, Any] = {
         "type": "object",
         "properties": {f.name: field_schema(book, f) for f in fields},
-        "additionalProperties": False,
     }
+    if closed:
+        schema["additionalProperties"] = False
     required = [f.name for f in fields if f.required]
     if required:
         schema["required"] = required
@@ -472,7 +484,7 @@ def endpoint_operation(
             }
             parameters.append(param)
     elif rest:
-        schema = object_schema(book, rest)
+        schema = object_schema(book, rest, closed=app.settings.api.strict_fields)
         media = "multipart/form-data" if endpoint.has_uploads else "application/json"
         op["requestBody"] = {
             "required": any(f.required for f in rest),

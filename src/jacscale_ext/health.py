@@ -1,4 +1,10 @@
-"""GET /healthz (liveness: no I/O) and GET /readyz (the store and plugins answer)."""
+"""GET /healthz (liveness: no I/O) and GET /readyz (the store and plugins answer).
+
+jac-scale's probe paths answer too, with the same meaning and status codes:
+GET /healthz/live (`{"status": "alive"}`) and GET /healthz/ready (the /readyz
+body plus `"status": "ready"` or `"unavailable"`), so Kubernetes manifests
+written for jac-scale work unchanged.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +38,15 @@ async def readiness(app: AppContext) -> list[tuple[str, bool, str]]:
     return checks
 
 
+async def readiness_body(app: AppContext) -> dict[str, Any]:
+    """`{"ready": bool, "checks": {name: {"ok", "detail"}}}`: what /readyz answers."""
+    checks = await readiness(app)
+    return {
+        "ready": app.ready and all(ok for _, ok, _ in checks),
+        "checks": {name: {"ok": ok, "detail": detail} for name, ok, detail in checks},
+    }
+
+
 @hookimpl
 def jacscale_routes(app: AppContext) -> list[Any]:
     """The two health routes."""
@@ -40,15 +55,20 @@ def jacscale_routes(app: AppContext) -> list[Any]:
         return json_response({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
-        checks = await readiness(app)
-        ready = app.ready and all(ok for _, ok, _ in checks)
-        body = {
-            "ready": ready,
-            "checks": {name: {"ok": ok, "detail": detail} for name, ok, detail in checks},
-        }
-        return json_response(body, 200 if ready else 503)
+        body = await readiness_body(app)
+        return json_response(body, 200 if body["ready"] else 503)
+
+    async def healthz_live(request: Request) -> Response:
+        return json_response({"status": "alive"})
+
+    async def healthz_ready(request: Request) -> Response:
+        body = await readiness_body(app)
+        status = "ready" if body["ready"] else "unavailable"
+        return json_response({"status": status, **body}, 200 if body["ready"] else 503)
 
     return [
         Route("/healthz", healthz, methods=["GET"], name="healthz"),
         Route("/readyz", readyz, methods=["GET"], name="readyz"),
+        Route("/healthz/live", healthz_live, methods=["GET"], name="healthz_live"),
+        Route("/healthz/ready", healthz_ready, methods=["GET"], name="healthz_ready"),
     ]

@@ -35,6 +35,8 @@ from tests.auth.helpers import (
     write_app,
 )
 
+ENVELOPE_KEYS = {"ok", "type", "data", "error", "meta"}  # what jac-scale clients read
+
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
@@ -50,7 +52,7 @@ def test_register_documented_body(client: TestClient) -> None:
     resp = client.post("/user/register", json={"email": email, "password": "secret"})
     assert resp.status_code == 201
     body = resp.json()
-    assert set(body) == {"user_id", "root_id", "email"}
+    assert set(body) == {"user_id", "root_id", "email", *ENVELOPE_KEYS}
     assert body["email"] == email
     assert len(body["user_id"]) == 32 and len(body["root_id"]) == 32
 
@@ -187,7 +189,9 @@ def test_login_documented_answer(client: TestClient) -> None:
     resp = client.post("/user/login", json={"email": email, "password": PASSWORD})
     assert resp.status_code == 200
     body = resp.json()
-    assert set(body) == {"access_token", "token_type", "expires_in", "user_id", "root_id"}
+    assert set(body) == {
+        "access_token", "token_type", "expires_in", "user_id", "root_id", *ENVELOPE_KEYS
+    }  # fmt: skip
     assert body["token_type"] == "bearer"
     assert body["expires_in"] == 7 * 86400
     assert (body["user_id"], body["root_id"]) == (reg["user_id"], reg["root_id"])
@@ -562,6 +566,7 @@ AUTH_OPERATIONS = [
     ("/user/me", "delete"),
     ("/user/password", "put"),
     ("/user/refresh", "post"),
+    ("/user/refresh-token", "post"),
     ("/sso/{platform}/login", "get"),
     ("/sso/{platform}/register", "get"),
     ("/sso/{platform}/login/callback", "get"),
@@ -578,6 +583,8 @@ def test_every_auth_endpoint_is_in_openapi(client: TestClient) -> None:
         assert op["responses"], f"{path} has no responses"
     login_op = paths["/user/login"]["post"]
     ok = login_op["responses"]["200"]["content"]["application/json"]["schema"]
-    assert set(ok["required"]) == {"access_token", "token_type", "expires_in", "user_id", "root_id"}
+    assert set(ok["required"]) == {
+        "access_token", "token_type", "expires_in", "user_id", "root_id", "ok", "type", "data"
+    }  # fmt: skip
     assert "requestBody" in paths["/user/register"]["post"]
     assert paths["/user/me"]["get"]["security"] == [{"bearerAuth": []}]

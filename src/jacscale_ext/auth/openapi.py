@@ -71,38 +71,84 @@ LOGIN_BODY = {
     "example": {"email": "user@example.com", "password": "secret"},
 }
 
-TOKEN_ANSWER: dict[str, Any] = {
-    "type": "object",
-    "required": ["access_token", "token_type", "expires_in", "user_id", "root_id"],
-    "properties": {
-        "access_token": {"type": "string", "description": "JWT to send as `Authorization: Bearer`"},
-        "token_type": {"type": "string", "enum": ["bearer"]},
-        "expires_in": {"type": "integer", "description": "seconds"},
-        "user_id": _str,
-        "root_id": _str,
-    },
-}
 
-REGISTERED = {
-    "type": "object",
-    "required": ["user_id", "root_id"],
-    "properties": {"user_id": _str, "root_id": _str, "email": _str, "username": _str},
-}
+def _with_envelope(
+    required: list[str], props: dict[str, Any], data: dict[str, Any]
+) -> dict[str, Any]:
+    """A flat answer that also carries jac-scale's envelope keys (`data` described by `data`)."""
+    return {
+        "type": "object",
+        "required": [*required, "ok", "type", "data"],
+        "properties": {
+            **props,
+            "ok": {"type": "boolean", "enum": [True]},
+            "type": {"type": "string", "enum": ["response"]},
+            "data": {"type": "object", **data,
+                     "description": "What jac-scale 0.2.31 clients read (jaclang's client runtime)"},
+            "error": {"type": "null"},
+            "meta": {"type": "object"},
+        },
+    }  # fmt: skip
 
-ME = {
-    "type": "object",
-    "required": ["user_id", "root_id", "created_at"],
-    "properties": {
-        "user_id": _str,
-        "root_id": _str,
-        "email": _str,
-        "email_verified": {"type": "boolean"},
-        "username": _str,
-        "created_at": {"type": "string", "format": "date-time"},
-        "sso": {"type": "array", "items": _str},
-        "profile": {"type": "object"},
-    },
+
+_TOKEN_PROPS: dict[str, Any] = {
+    "access_token": {"type": "string", "description": "JWT to send as `Authorization: Bearer`"},
+    "token_type": {"type": "string", "enum": ["bearer"]},
+    "expires_in": {"type": "integer", "description": "seconds"},
+    "user_id": _str,
+    "root_id": _str,
 }
+_TOKEN_DATA: dict[str, Any] = {
+    "required": ["token", "user_id", "root_id"],
+    "properties": {"token": {"type": "string", "description": "the same JWT as `access_token`"},
+                   "user_id": _str, "root_id": _str, "role": _str, "message": _str},
+}  # fmt: skip
+TOKEN_ANSWER = _with_envelope(
+    ["access_token", "token_type", "expires_in", "user_id", "root_id"], _TOKEN_PROPS, _TOKEN_DATA
+)
+
+IDENTITIES = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "properties": {"type": {"type": "string", "enum": ["email", "username", "sso"]},
+                       "value": _str, "provider": _str, "verified": {"type": "boolean"},
+                       "is_recovery": {"type": "boolean"}},
+    },
+}  # fmt: skip
+
+_REGISTERED_PROPS = {"user_id": _str, "root_id": _str, "email": _str, "username": _str}
+REGISTERED = _with_envelope(
+    ["user_id", "root_id"],
+    _REGISTERED_PROPS,
+    {"required": ["user_id"],
+     "properties": {**_REGISTERED_PROPS, "identities": IDENTITIES, "message": _str}},
+)  # fmt: skip
+
+_ME_PROPS = {
+    "user_id": _str,
+    "root_id": _str,
+    "email": _str,
+    "email_verified": {"type": "boolean"},
+    "username": _str,
+    "created_at": {"type": "string", "format": "date-time"},
+    "sso": {"type": "array", "items": _str},
+    "profile": {"type": "object"},
+}
+ME = _with_envelope(
+    ["user_id", "root_id", "created_at"],
+    _ME_PROPS,
+    {"required": ["user_id", "identities"],
+     "properties": {**_ME_PROPS, "identities": IDENTITIES, "role": _str, "status": _str}},
+)  # fmt: skip
+
+REFRESH_BODY = {
+    "type": "object",
+    "properties": {"token": {"type": "string",
+                             "description": "The JWT to refresh (`<jwt>` or `Bearer <jwt>`); "
+                                            "without it, the Authorization header's"}},
+    "example": {"token": "eyJ..."},
+}  # fmt: skip
 
 ERROR = {
     "type": "object",
@@ -167,6 +213,19 @@ _PLATFORM = {"name": "platform", "in": "path", "required": True, "schema": {"typ
              "description": "SSO platform, e.g. google"}  # fmt: skip
 _REDIRECT = {"name": "redirect_uri", "in": "query", "required": False, "schema": {"type": "string"},
              "description": "Front-end URL to hand the token to (must be allowed)"}  # fmt: skip
+
+
+def _refresh_op(op_id: str) -> dict[str, Any]:
+    op = _op(
+        'A fresh token for a valid one (Authorization header or `{"token"}` body)',
+        ("200", "A new token", TOKEN_ANSWER),
+        {"401": "Missing, invalid or expired token", "422": "`token` is not a non-empty string"},
+        bearer=True,
+        op_id=op_id,
+    )
+    op["requestBody"] = {"required": False, "content": _json(REFRESH_BODY)}
+    op["security"] = [*BEARER, {}]
+    return op
 
 
 def auth_paths() -> dict[str, Any]:
@@ -249,15 +308,8 @@ def auth_paths() -> dict[str, Any]:
                 op_id="user_password",
             )  # fmt: skip
         },
-        "/user/refresh": {
-            "post": _op(
-                "A fresh token for a valid one",
-                ("200", "A new token", TOKEN_ANSWER),
-                unauthorized,
-                bearer=True,
-                op_id="user_refresh",
-            )
-        },
+        "/user/refresh": {"post": _refresh_op("user_refresh")},
+        "/user/refresh-token": {"post": _refresh_op("user_refresh_token")},
         "/sso/{platform}/login": {
             "get": _op(
                 "Start signing in with an SSO provider",
@@ -286,9 +338,10 @@ def auth_paths() -> dict[str, Any]:
                     "200",
                     "Signed in",
                     {
-                        **TOKEN_ANSWER,
+                        "type": "object",
+                        "required": list(_TOKEN_PROPS),
                         "properties": {
-                            **TOKEN_ANSWER["properties"],
+                            **_TOKEN_PROPS,
                             "platform": _str,
                             "created": {"type": "boolean"},
                         },

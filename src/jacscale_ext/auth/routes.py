@@ -1,5 +1,6 @@
 """HTTP routes of auth: /user/* (flat JSON answers) and /sso/{platform}/*.
 
+The /user answers are flat JSON plus jac-scale's envelope keys (see `answers`).
 Errors are raised as `ApiError`, which the app renders as the error envelope.
 Answers that carry a token are marked `Cache-Control: no-store`.
 """
@@ -18,13 +19,16 @@ from jacscale_core import codec
 from jacscale_core.context import AppContext
 from jacscale_core.errors import ApiError
 from jacscale_core.http_endpoints import authenticate, require_json
+from jacscale_core.middleware import request_id_of
 from jacscale_core.plugins import await_me_maybe
 from jacscale_core.principal import Principal
+from jacscale_ext.auth import answers
 from jacscale_ext.auth.schemas import (
     parse_delete,
     parse_login,
     parse_password_change,
     parse_register,
+    require_object,
 )
 from jacscale_ext.auth.sso import (
     SsoError,
@@ -72,30 +76,50 @@ async def current_principal(request: Request, app: AppContext) -> Principal | No
     return principal if isinstance(principal, Principal) else None
 
 
+async def body_token(request: Request) -> str | None:
+    """jac-scale's `{"token": "<jwt>" | "Bearer <jwt>"}` refresh body: the token, if sent.
+
+    None when there is no body, or a body without `token` while an
+    `Authorization` header is sent (then the header speaks); 422 for a body
+    that is not an object or a `token` that is not a non-empty string.
+    """
+    if not (await request.body()).strip():
+        return None
+    data = require_object(await read_json(request))
+    value = data.get("token")
+    if value is None and "authorization" in request.headers:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        msg = "Field required" if value is None else "Expected a non-empty string"
+        raise ApiError(
+            "VALIDATION_ERROR",
+            f"Invalid value for token: {msg}",
+            details=[{"loc": ["body", "token"], "msg": msg,
+                      "type": "missing" if value is None else "type_error"}],
+        )  # fmt: skip
+    scheme, _, rest = value.strip().partition(" ")
+    return rest.strip() if scheme.lower() == "bearer" and rest.strip() else value.strip()
+
+
 def user_routes(app: AppContext) -> list[Route]:
-    """POST /user/register, /user/login, /user/refresh; GET/DELETE /user/me; PUT /user/password."""
+    """POST /user/register, /user/login, /user/refresh(-token); GET/DELETE /user/me; PUT /user/password."""
 
     async def register(request: Request) -> Response:
         state = get_state(app)
         form = parse_register(await read_json(request), state.rules)
         user = await state.accounts.register(form)
-        body: dict[str, Any] = {"user_id": user.user_id, "root_id": user.root_id}
-        if user.email:
-            body["email"] = user.email
-        if user.username:
-            body["username"] = user.username
-        return flat(body, 201)
+        return flat(answers.registered(user, request_id_of(request.scope)), 201)
 
     async def login(request: Request) -> Response:
         state = get_state(app)
         form = parse_login(await read_json(request))
         session = await state.accounts.login(form, state.client_ip(request))
-        return flat(session.answer(), headers=NO_STORE)
+        return flat(answers.signed_in(session, request_id_of(request.scope)), headers=NO_STORE)
 
     async def me(request: Request) -> Response:
         state = get_state(app)
         user = await state.accounts.require_user(await current_principal(request, app))
-        return flat(user.public(), headers=NO_STORE)
+        return flat(answers.me(user, request_id_of(request.scope)), headers=NO_STORE)
 
     async def delete_me(request: Request) -> Response:
         state = get_state(app)
@@ -111,12 +135,19 @@ def user_routes(app: AppContext) -> list[Route]:
         user = await state.accounts.require_user(await current_principal(request, app))
         form = parse_password_change(await read_json(request), state.rules)
         session = await state.accounts.change_password(user, form, state.client_ip(request))
-        return flat({"message": "Password updated", **session.answer()}, headers=NO_STORE)
+        rid = request_id_of(request.scope)
+        return flat(answers.signed_in(session, rid, "Password updated"), headers=NO_STORE)
 
     async def refresh(request: Request) -> Response:
         state = get_state(app)
-        session = await state.accounts.refresh(await current_principal(request, app))
-        return flat(session.answer(), headers=NO_STORE)
+        token = await body_token(request)
+        if token is not None:
+            principal: Principal | None = await state.accounts.principal(token)
+        else:
+            principal = await current_principal(request, app)
+        session = await state.accounts.refresh(principal)
+        rid = request_id_of(request.scope)
+        return flat(answers.signed_in(session, rid, answers.REFRESHED), headers=NO_STORE)
 
     return [
         Route("/user/register", register, methods=["POST"]),
@@ -125,6 +156,7 @@ def user_routes(app: AppContext) -> list[Route]:
         Route("/user/me", delete_me, methods=["DELETE"]),
         Route("/user/password", change_password, methods=["PUT"]),
         Route("/user/refresh", refresh, methods=["POST"]),
+        Route("/user/refresh-token", refresh, methods=["POST"]),
     ]
 
 
