@@ -144,3 +144,10 @@ def test_logout_forgets_the_token_and_a_401_reloads(run: dict[str, Any]) -> None
 def test_login_by_username_reaches_that_users_own_graph(run: dict[str, Any]) -> None:
     assert value(run, "login_username") is True
     assert value(run, "spawn_list_as_username")["reports"] == [[]]
+
+
+def test_login_with_an_email_as_the_plain_string_form(run: dict[str, Any]) -> None:
+    assert value(run, "login_email_as_string") is True
+    assert value(run, "spawn_list_as_email")["reports"] == [
+        [{"title": "first", "stars": 3}, {"title": "second", "stars": 0}]
+    ]

@@ -131,6 +131,30 @@ def test_register_login_and_me_answer_flat_keys_and_jac_scale_data(base: str) ->
     assert me["data"]["profile"] == {"first_name": "Ada"}
 
 
+def test_login_finds_a_user_by_either_kind_of_identity_value(base: str) -> None:
+    email = unique_email("any")
+    by_email = post(base, "/user/register", {"email": email, "password": PASSWORD}).json()
+    name = "name_" + email.split("@")[0]
+    by_name = post(base, "/user/register", {"username": name, "password": PASSWORD}).json()
+    as_username = {"identity": {"type": "username", "value": email},
+                   "credential": {"type": "password", "password": PASSWORD}}  # fmt: skip
+    assert post(base, "/user/login", as_username).json()["user_id"] == by_email["user_id"]
+    as_email = post(base, "/user/login", {"email": name + "@nowhere.example", "password": PASSWORD})
+    assert as_email.status_code == 401  # not a username of anyone: no fallback finds it
+    wrong = post(base, "/user/login", {**as_username, "credential": {"password": "wrong-pw"}})
+    assert wrong.status_code == 401 and wrong.json()["error"]["message"] == "Invalid credentials"
+    # A username that looks like an email belongs to its owner first.
+    taken = unique_email("twin")
+    twin_user = post(base, "/user/register", {"username": taken, "password": "other-pw-1"}).json()
+    twin_mail = post(base, "/user/register", {"email": taken, "password": PASSWORD}).json()
+    assert post(base, "/user/login", {"username": taken, "password": "other-pw-1"}).json()[
+        "user_id"] == twin_user["user_id"]  # fmt: skip
+    assert post(base, "/user/login", {"email": taken, "password": PASSWORD}).json()[
+        "user_id"] == twin_mail["user_id"]  # fmt: skip
+    assert post(base, "/user/login", {"username": taken, "password": PASSWORD}).status_code == 401
+    assert by_name["username"] == name
+
+
 def test_refresh_token_takes_the_token_in_the_body_with_or_without_bearer(base: str) -> None:
     email = unique_email("rt")
     post(base, "/user/register", {"email": email, "password": PASSWORD})

@@ -62,5 +62,10 @@ await step("spawn_logged_out", () => jac.jacSpawn("list_notes", "", {}));
 await step("reloads", () => reloads);
 await step("login_username", () => jac.jacLogin(username, PASSWORD));
 await step("spawn_list_as_username", () => jac.jacSpawn("list_notes", "", {}));
+// The plain-string form sends {"type": "username", "value": <the email>}: jac-scale
+// finds a user by any identity value, so this logs in the email account.
+await step("logout_again", () => jac.jacLogout());
+await step("login_email_as_string", () => jac.jacLogin(email, PASSWORD));
+await step("spawn_list_as_email", () => jac.jacSpawn("list_notes", "", {}));
 
 process.stdout.write(JSON.stringify(out) + "\n");

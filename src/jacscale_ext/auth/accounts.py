@@ -221,6 +221,8 @@ class Accounts:
         except Throttled as exc:
             raise rate_limited(exc.retry_after) from exc
         user = await self._run(self.store.find, form.identity)
+        if user is None and form.fallback:
+            user = await self._run(self.store.find, form.fallback)
         stored = user.password_hash if user is not None else None
         if not await self.hasher.verify(stored, form.password) or user is None:
             self.throttle.record_failure([account_key, ip_key])

@@ -46,10 +46,16 @@ class RegisterForm:
 
 @dataclass(slots=True)
 class LoginForm:
-    """A validated login: the identity document id to look up and the password."""
+    """A validated login: the identity document id to look up and the password.
+
+    `fallback` is the same value as the other kind of identity, looked up when
+    `identity` finds nobody: jac-scale finds a user by any identity value, and
+    jaclang's `jacLogin("ada@example.com", pw)` sends an email as a username.
+    """
 
     identity: str
     password: str
+    fallback: str | None = None
 
 
 @dataclass(slots=True)
@@ -248,8 +254,17 @@ def parse_login(body: Any) -> LoginForm:
     elif not isinstance(password, str):
         p.add(["password"], f"Expected `str`, got `{type(password).__name__}`", "type_error")
     p.raise_if_any()
-    key = identity_key("email", email) if email else identity_key("username", str(username))
-    return LoginForm(identity=key, password=str(password))
+    if email:
+        key = identity_key("email", email)
+        other = identity_key("username", email) if USERNAME_RE.match(email) else None
+    else:
+        key = identity_key("username", str(username))
+        other = identity_key("email", str(username)) if _is_email(str(username)) else None
+    return LoginForm(identity=key, password=str(password), fallback=other)
+
+
+def _is_email(value: str) -> bool:
+    return len(value) <= MAX_EMAIL and EMAIL_RE.match(value) is not None
 
 
 def parse_password_change(body: Any, rules: PasswordRules) -> PasswordChangeForm:
