@@ -9,6 +9,7 @@ compiled unitree) and `@restspec` options.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import sys
 import typing
@@ -81,8 +82,15 @@ class Endpoint:
 
     def undeclared(self, data: dict[str, Any]) -> list[str]:
         """The keys of `data` that are not input fields of this endpoint, in order."""
-        known = {f.name for f in self.fields}
+        if not data:
+            return []
+        known = self.field_names
         return [key for key in data if key not in known]
+
+    @functools.cached_property
+    def field_names(self) -> frozenset[str]:
+        """The names of the input fields (fixed once the program is loaded)."""
+        return frozenset(f.name for f in self.fields)
 
     def decode(self, data: Any, loc_root: str = "body") -> dict[str, Any]:
         """Validate and convert input into keyword arguments, naming every bad field.
