@@ -107,9 +107,13 @@ def test_sign_in_creates_a_user_with_its_own_root(
         body["token_type"] == "bearer" and body["platform"] == "google" and body["created"] is True
     )
     assert resp.headers["cache-control"] == "no-store"
+    assert body["data"]["token"] == body["access_token"]  # what jac-scale clients read
     me = client.get("/user/me", headers=bearer(body["access_token"])).json()
     assert me["email"] == idp.user["email"] and me["email_verified"] is True
     assert me["sso"] == ["google"] and me["root_id"] == body["root_id"]
+    assert me["data"]["identities"][-1] == {
+        "type": "sso", "provider": "google", "verified": True, "is_recovery": False,
+    }  # fmt: skip
     added = client.post(
         "/walker/add_todo", json={"title": "via sso"}, headers=bearer(body["access_token"])
     )

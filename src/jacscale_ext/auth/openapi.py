@@ -337,15 +337,11 @@ def auth_paths() -> dict[str, Any]:
                 (
                     "200",
                     "Signed in",
-                    {
-                        "type": "object",
-                        "required": list(_TOKEN_PROPS),
-                        "properties": {
-                            **_TOKEN_PROPS,
-                            "platform": _str,
-                            "created": {"type": "boolean"},
-                        },
-                    },
+                    _with_envelope(
+                        list(_TOKEN_PROPS),
+                        {**_TOKEN_PROPS, "platform": _str, "created": {"type": "boolean"}},
+                        _TOKEN_DATA,
+                    ),
                 ),
                 {
                     "400": "Invalid or expired sign-in attempt",

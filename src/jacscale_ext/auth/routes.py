@@ -286,7 +286,8 @@ def sso_routes(app: AppContext) -> list[Route]:
         answer = {**session.answer(), "platform": platform, "created": created}
         target = _target(state, flow.redirect)
         if target is None:
-            response = flat(answer, headers=NO_STORE)
+            body = answers.signed_in(session, request_id_of(request.scope))
+            response = flat({**body, "platform": platform, "created": created}, headers=NO_STORE)
         else:
             values = {**answer, "token": session.token.token}
             response = RedirectResponse(token_redirect(target, values, state.sso.token_in), 302)
