@@ -63,10 +63,12 @@ def _public_names(obj: Any) -> tuple[str, ...]:
     return names
 
 
-def _attrs(obj: Any) -> dict[str, Any]:
+def _attrs(obj: Any, skip: frozenset[str] = frozenset()) -> dict[str, Any]:
     out: dict[str, Any] = {}
     values = obj.__dict__
     for name in _public_names(obj):
+        if name in skip:
+            continue
         value = values[name] if name in values else getattr(obj, name, _ABSENT)
         if value is _ABSENT or callable(value):
             continue
@@ -141,6 +143,24 @@ def _generic(val: Any) -> Any:
         return out
     log.debug("rendering %s with str()", type(val).__name__)
     return str(val)
+
+
+_WALKER_RESULT_SKIP = frozenset({"reports"})
+
+
+def walker_result(walker: WalkerArchetype) -> dict[str, Any]:
+    """A walker as `data.result`: rendered like any walker, minus its `reports`.
+
+    The reports are `data.reports`; jac-scale 0.2.31 repeated them here (upstream
+    jaclang dropped the copy too), doubling the size of list answers.
+    """
+    anchor = walker.__dict__.get("__jac__") or getattr(walker, "__jac__", None)
+    head = {
+        "_jac_type": type(walker).__name__,
+        "_jac_id": anchor.id.hex if anchor is not None else None,
+        "_jac_archetype": "walker",
+    }
+    return head | _attrs(walker, _WALKER_RESULT_SKIP)
 
 
 class Rendered:

@@ -33,6 +33,8 @@ class ApiConfig(msgspec.Struct, kw_only=True):
     max_replays: int = 25
     walker_timeout_seconds: float = 60.0
     strict_fields: bool = False
+    stream_idle_seconds: float = 120.0
+    stream_total_seconds: float = 1800.0
 
 
 class ServerConfig(msgspec.Struct, kw_only=True):
@@ -231,6 +233,9 @@ def load_settings(
         raise ConfigError("workers must be at least 1")
     if api.max_body_bytes < 1:
         raise ConfigError("[plugins.scale.api] max_body_bytes must be positive")
+    for key in ("stream_idle_seconds", "stream_total_seconds"):
+        if getattr(api, key) <= 0:
+            raise ConfigError(f"[plugins.scale.api] {key} must be positive")
     return Settings(
         app_path=path,
         toml_path=toml_path,

@@ -14,6 +14,7 @@ livelocking; only other processes can still conflict with them.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import random
 import threading
 import time
@@ -29,7 +30,7 @@ from jaclang.jac0core.archetype import NodeAnchor, Root
 from jaclang.jac0core.osp_kernel_sv import isolate_request_walk_stack
 from jaclang.runtimelib.context import CallState, ExecutionContext
 
-from jacscale_core import codec
+from jacscale_core import codec, streaming
 from jacscale_core.codec import Rendered
 from jacscale_core.errors import ApiError
 from jacscale_core.memory import (
@@ -58,6 +59,9 @@ class RunResult:
     reports: Any  # codec.Rendered: the JSON form of the reports list
     warnings: list[dict[str, Any]] = field(default_factory=list)
     replays: int = 0
+    # Set instead of result/reports when the run produced a generator and the
+    # caller asked for a stream (see jacscale_core.streaming).
+    stream: streaming.Stream | None = None
 
 
 class Executor:
@@ -122,12 +126,18 @@ class Executor:
         args: dict[str, Any],
         principal: Principal,
         node_id: UUID | None = None,
+        stream: bool = False,
     ) -> RunResult:
-        """Run a walker or function for `principal` and commit its writes once."""
+        """Run a walker or function for `principal` and commit its writes once.
+
+        A generator in the outcome (a function's return value, a walker's report)
+        is drained into the result, unless `stream` is true: then the result's
+        `stream` produces the items and commits at its end.
+        """
         root_id = UUID(principal.root_id)
         if endpoint.is_async:
-            return await self._run_async(endpoint, args, root_id, node_id)
-        return await self._in_thread(self._run_sync, endpoint, args, root_id, node_id)
+            return await self._run_async(endpoint, args, root_id, node_id, stream)
+        return await self._in_thread(self._run_sync, endpoint, args, root_id, node_id, stream)
 
     async def call(self, principal: Principal, fn: Callable[[], T], commit: bool = False) -> T:
         """Run `fn()` in a request context on the principal's root (in a worker thread)."""
@@ -158,7 +168,8 @@ class Executor:
         try:
             yield ctx, mem
         finally:
-            mem.abort()
+            if not mem.streaming:
+                mem.abort()
             ctx.call_state.reset(call_token)
             Jac.reset_request_context(token)
 
@@ -196,12 +207,22 @@ class Executor:
         return walker
 
     def _attempt_sync(
-        self, endpoint: Endpoint, args: dict[str, Any], root_id: UUID, node_id: UUID | None
+        self,
+        endpoint: Endpoint,
+        args: dict[str, Any],
+        root_id: UUID,
+        node_id: UUID | None,
+        stream: bool = False,
     ) -> RunResult:
         with self.request_context(root_id) as (ctx, mem):
             entry = self._entry(mem, node_id, ctx.user_root)
             try:
                 value = self._invoke_sync(endpoint, args, entry)
+                parts = streaming.parts_of(endpoint.kind, value)
+                if parts is not None:
+                    if stream:
+                        return self._hand_over(endpoint, value, parts, ctx, mem)
+                    value = _with_items(endpoint, value, streaming.collect_sync(parts))
             except PermissionError as exc:
                 raise ApiError("FORBIDDEN", str(exc)) from exc
             try:
@@ -211,7 +232,12 @@ class Executor:
             return _result(endpoint, value, ctx)
 
     def _run_sync(
-        self, endpoint: Endpoint, args: dict[str, Any], root_id: UUID, node_id: UUID | None
+        self,
+        endpoint: Endpoint,
+        args: dict[str, Any],
+        root_id: UUID,
+        node_id: UUID | None,
+        stream: bool = False,
     ) -> RunResult:
         lock: threading.Lock | None = None
         try:
@@ -220,7 +246,7 @@ class Executor:
                     lock = self._hot_lock(root_id)
                     lock.acquire()
                 try:
-                    result = self._attempt_sync(endpoint, args, root_id, node_id)
+                    result = self._attempt_sync(endpoint, args, root_id, node_id, stream)
                     result.replays = attempt
                     return result
                 except WriteConflict:
@@ -232,7 +258,12 @@ class Executor:
                 lock.release()
 
     async def _run_async(
-        self, endpoint: Endpoint, args: dict[str, Any], root_id: UUID, node_id: UUID | None
+        self,
+        endpoint: Endpoint,
+        args: dict[str, Any],
+        root_id: UUID,
+        node_id: UUID | None,
+        stream: bool = False,
     ) -> RunResult:
         lock: asyncio.Lock | None = None
         try:
@@ -243,7 +274,7 @@ class Executor:
                 try:
                     # A task of its own, so the jaclang context vars never leak.
                     task = asyncio.ensure_future(
-                        self._attempt_async(endpoint, args, root_id, node_id)
+                        self._attempt_async(endpoint, args, root_id, node_id, stream)
                     )
                     result = await task
                     result.replays = attempt
@@ -257,7 +288,12 @@ class Executor:
                 lock.release()
 
     async def _attempt_async(
-        self, endpoint: Endpoint, args: dict[str, Any], root_id: UUID, node_id: UUID | None
+        self,
+        endpoint: Endpoint,
+        args: dict[str, Any],
+        root_id: UUID,
+        node_id: UUID | None,
+        stream: bool = False,
     ) -> RunResult:
         await self._in_thread(self.tier.refresh)
         ctx, mem = await self._in_thread(self._new_context, root_id)
@@ -276,14 +312,39 @@ class Executor:
                     spawned = Jac.spawn(value, entry.archetype)
                     if asyncio.iscoroutine(spawned):
                         await spawned
+                parts = streaming.parts_of(endpoint.kind, value)
+                if parts is not None:
+                    if stream:
+                        return self._hand_over(endpoint, value, parts, ctx, mem)
+                    items = await streaming.collect_async(parts, self.pool)
+                    value = _with_items(endpoint, value, items)
                 await self._in_thread(mem.flush, ctx.read_versions)
             except PermissionError as exc:
                 raise ApiError("FORBIDDEN", str(exc)) from exc
             return _result(endpoint, value, ctx)
         finally:
-            mem.abort()
+            if not mem.streaming:
+                mem.abort()
             ctx.call_state.reset(call_token)
             Jac.reset_request_context(token)
+
+    def _hand_over(
+        self,
+        endpoint: Endpoint,
+        value: Any,
+        parts: list[Any],
+        ctx: ExecutionContext,
+        mem: RequestMemory,
+    ) -> RunResult:
+        """Give the request's graph, uncommitted, to a Stream of `parts`.
+
+        Called inside the request's context: the stream keeps a copy of it (the
+        jaclang request context included) to produce its items in.
+        """
+        mem.streaming = True
+        walker = value if endpoint.kind == "walker" else None
+        stream = streaming.Stream(parts, contextvars.copy_context(), ctx, mem, self.pool, walker)
+        return RunResult(Rendered(None), Rendered([]), stream=stream)
 
     def _is_hot(self, root_id: UUID) -> bool:
         until = self._hot_until.get(root_id)
@@ -307,6 +368,15 @@ class Executor:
         return self._hot_async_locks.setdefault(anchor_id, asyncio.Lock())
 
 
+def _with_items(endpoint: Endpoint, value: Any, items: list[Any]) -> Any:
+    """The run's outcome with its generators drained: a function returns the
+    items; a walker's reports become the items (its other reports in place)."""
+    if endpoint.kind == "function":
+        return items
+    value.reports = items
+    return value
+
+
 def _result(endpoint: Endpoint, value: Any, ctx: ExecutionContext) -> RunResult:
     """The run's outcome, rendered to JSON form while its anchors are still loaded."""
     warnings = [d.to_dict() for d in ctx.diagnostics]
@@ -317,9 +387,8 @@ def _result(endpoint: Endpoint, value: Any, ctx: ExecutionContext) -> RunResult:
         state = ctx.call_state.get(None)
         while state is not None and not state.reports.empty():
             reports.append(state.reports.get_nowait())
-    rendered = RunResult(
-        Rendered(codec.to_jsonable(value)), Rendered(codec.to_jsonable(reports)), warnings
-    )
+    result = codec.walker_result(value) if endpoint.kind == "walker" else codec.to_jsonable(value)
+    rendered = RunResult(Rendered(result), Rendered(codec.to_jsonable(reports)), warnings)
     if endpoint.kind == "walker":
         _release_walker(value)
     return rendered

@@ -19,6 +19,7 @@ from starlette.routing import Route
 from jacscale_core import codec, lax
 from jacscale_core.context import AppContext
 from jacscale_core.errors import ApiError, unauthorized, validation_error
+from jacscale_core.event_stream import STREAM_PARAM, EventStreamResponse, wants_stream
 from jacscale_core.middleware import request_id_of
 from jacscale_core.plugins import await_me_maybe
 from jacscale_core.principal import Principal
@@ -116,6 +117,8 @@ async def read_input(request: Request, endpoint: Endpoint) -> dict[str, Any]:
         specs = {f.name: f for f in endpoint.fields}
         for key in request.query_params:
             spec = specs.get(key)
+            if spec is None and key == STREAM_PARAM:
+                continue  # `?stream=false`: asks for JSON, not a field
             values = request.query_params.getlist(key)
             query[key] = values if spec and _is_list_type(spec.annotation) else values[-1]
         data = _lax(endpoint, query, "query")
@@ -203,7 +206,9 @@ def make_handler(app: AppContext, endpoint: Endpoint, with_node: bool) -> Any:
         started = time.perf_counter()
         success = False
         try:
-            run = await app.executor.run(endpoint, args, principal, node_id)
+            run = await app.executor.run(
+                endpoint, args, principal, node_id, stream=wants_stream(request)
+            )
             success = True
         finally:
             app.pm.hook.jacscale_walker_finished(
@@ -213,6 +218,9 @@ def make_handler(app: AppContext, endpoint: Endpoint, with_node: bool) -> Any:
                 duration=time.perf_counter() - started,
                 success=success,
             )
+        if run.stream is not None:
+            api = app.settings.api
+            return EventStreamResponse(run.stream, api.stream_idle_seconds, api.stream_total_seconds)
         envelope = endpoint.envelope if endpoint.envelope is not None else app.settings.api.envelope
         if not envelope:
             return json_response(codec.to_jsonable(run.reports))

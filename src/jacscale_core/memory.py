@@ -623,6 +623,9 @@ class RequestMemory(TieredMemory):  # type: ignore[misc]
         self.changes = ChangeSet()
         self.tier = tier
         self.deleted: dict[UUID, Anchor] = {}
+        # Set when a stream took this request's graph over (jacscale_core.streaming):
+        # the stream then commits and aborts it, not the executor.
+        self.streaming = False
 
     # -- reads -------------------------------------------------------------
     def get(self, id: UUID) -> Anchor | None:
