@@ -86,9 +86,13 @@ class EventStreamResponse(Response):
                     await self._send(send, {"type": "http.response.body", "body": frame(event, data),
                                             "more_body": True})  # fmt: skip
             if not gone.done():
-                await self._send(send, {"type": "http.response.body", "body": b"", "more_body": False})
+                await self._send(
+                    send, {"type": "http.response.body", "body": b"", "more_body": False}
+                )
         except _ClientGone as exc:
-            log.info("stream: the client stopped reading (%s); generator stopped, nothing saved", exc)
+            log.info(
+                "stream: the client stopped reading (%s); generator stopped, nothing saved", exc
+            )
         finally:
             gone.cancel()
             await self.stream.close()

@@ -28,7 +28,7 @@ import asyncio
 import contextvars
 import inspect
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Generator
+from collections.abc import AsyncGenerator, Generator
 from typing import Any
 
 from jaclang.runtimelib.context import ExecutionContext
@@ -108,7 +108,7 @@ async def collect_async(parts: list[Any], pool: WorkerPool) -> list[Any]:
     return out
 
 
-async def _drain(agen: AsyncGenerator[Any, None]) -> list[Any]:
+async def _drain(agen: AsyncGenerator[Any, Any]) -> list[Any]:
     return [item async for item in agen]
 
 
@@ -120,7 +120,7 @@ def _sync_step(gen: Generator[Any, None, None]) -> Any:
     return codec.to_jsonable(item)
 
 
-async def _async_step(agen: AsyncGenerator[Any, None]) -> Any:
+async def _async_step(agen: AsyncGenerator[Any, Any]) -> Any:
     try:
         item = await agen.__anext__()
     except StopAsyncIteration:
@@ -174,6 +174,8 @@ class Stream:
     async def next(self) -> Any:
         """The next rendered item, or `Stream.END`; a generator's exception becomes StreamError."""
         while self._index < len(self.parts):
+            if self._closed:
+                raise StreamError("StreamClosed", "The stream was closed")
             part = self.parts[self._index]
             try:
                 if inspect.isgenerator(part):
@@ -183,6 +185,8 @@ class Stream:
                 else:
                     self._index += 1
                     return await self._run_step(self._in_thread(codec.to_jsonable, part), sync=True)
+            except StreamError:
+                raise
             except Exception as exc:
                 log.error("stream failed: %s", exc, exc_info=exc)
                 raise StreamError(type(exc).__name__, safe_message(exc)) from None
@@ -195,8 +199,6 @@ class Stream:
         return await self.pool.run(self.context.run, fn, *args)
 
     async def _run_step(self, coro: Any, sync: bool) -> Any:
-        if self._closed:
-            raise StreamError("StreamClosed", "The stream was closed")
         loop = asyncio.get_running_loop()
         step = self._step = loop.create_task(coro, context=None if sync else self.context)
         self._step_is_sync = sync
@@ -235,7 +237,13 @@ class Stream:
         await self._finish()
 
     def _close_later(self, _: Any) -> None:
-        self._late_close = asyncio.ensure_future(self._finish())
+        self._late_close = asyncio.ensure_future(self._finish_late())
+
+    async def _finish_late(self) -> None:
+        try:
+            await self._finish()
+        except Exception as exc:  # noqa: BLE001 - nobody awaits this task: log it here
+            log.warning("stream: a late close failed (%s); the generator was not closed", exc)
 
     async def _finish(self) -> None:
         for part in self.parts[self._index :]:
@@ -263,7 +271,7 @@ async def events(
     idle_seconds: float,
     total_seconds: float,
     gone: asyncio.Future[Any] | None = None,
-) -> AsyncIterator[tuple[str, Any]]:
+) -> AsyncGenerator[tuple[str, Any], None]:
     """A stream as events: `("data", item)` per item, then `("end", {})` once the
     request's writes are committed, or `("error", {"error_type", "message"})`.
 
@@ -289,20 +297,20 @@ async def events(
                     log.info("stream: the client went away; generator stopped, nothing saved")
                     return
                 if left <= idle_seconds:
-                    message = f"The stream ran longer than {total_seconds:g}s (stream_total_seconds)"
+                    message = (
+                        f"The stream ran longer than {total_seconds:g}s (stream_total_seconds)"
+                    )
                 else:
                     message = f"No item within {idle_seconds:g}s (stream_idle_seconds)"
                 log.warning("stream: %s; generator stopped, nothing saved", message)
                 yield "error", {"error_type": "StreamTimeout", "message": message}
                 return
+            finished, step = step, None
             try:
-                item = step.result()
+                item = finished.result()
             except StreamError as exc:
                 yield "error", exc.payload()
                 return
-            finally:
-                if step.done():
-                    step = None
             if item is Stream.END:
                 break
             yield "data", item

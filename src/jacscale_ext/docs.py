@@ -36,6 +36,7 @@ from jacscale_core.context import AppContext
 from jacscale_core.errors import STATUS_BY_CODE, not_found
 from jacscale_core.plugins import hookimpl
 from jacscale_core.program import MISSING, Endpoint, FieldSpec, UploadMarker
+from jacscale_core.streaming import streams
 
 log = logging.getLogger("jacscale.docs")
 
@@ -392,6 +393,13 @@ def _return_annotation(endpoint: Endpoint) -> Any:
 
 
 def _ok_response(book: _SchemaBook, endpoint: Endpoint, envelope: bool) -> dict[str, Any]:
+    response = _json_ok_response(book, endpoint, envelope)
+    if endpoint.kind == "function" and streams(endpoint.target):
+        _add_event_stream(response)
+    return response
+
+
+def _json_ok_response(book: _SchemaBook, endpoint: Endpoint, envelope: bool) -> dict[str, Any]:
     if not envelope:
         schema: dict[str, Any] = {
             "type": "array",
@@ -416,6 +424,20 @@ def _ok_response(book: _SchemaBook, endpoint: Endpoint, envelope: bool) -> dict[
         }
     return {"description": "Ran; `data.result` and `data.reports` hold the outcome",
             "content": {"application/json": {"schema": schema}}}  # fmt: skip
+
+
+def _add_event_stream(response: dict[str, Any]) -> None:
+    """Mark a generator endpoint: it answers Server-Sent Events unless JSON is asked for."""
+    response["description"] = (
+        "A stream of Server-Sent Events: one `data: <json>` frame per item, then "
+        "`event: end` (or `event: error` with `error_type` and `message`). With "
+        "`Accept: application/json` or `?stream=false`, the envelope with the items "
+        "in `data.result` instead."
+    )
+    response["content"] = {
+        "text/event-stream": {"schema": {"type": "string", "description": "SSE frames"}},
+        **response["content"],
+    }
 
 
 def _doc(endpoint: Endpoint) -> str:

@@ -20,6 +20,7 @@ socket's scope, so every `jacscale_authenticate` plugin works unchanged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -38,6 +39,7 @@ from jacscale_core.errors import ApiError
 from jacscale_core.http_endpoints import authenticate, json_response
 from jacscale_core.principal import Principal
 from jacscale_core.program import Endpoint
+from jacscale_core.streaming import Stream, events
 from jacscale_ext.websockets.connection import CLOSE_POLICY, Connection, TokenBucket
 from jacscale_ext.websockets.hub import Refused
 
@@ -319,7 +321,7 @@ async def run_message(
     started = time.perf_counter()
     success = False
     try:
-        run = await rt.app.executor.run(endpoint, args, run_as)
+        run = await rt.app.executor.run(endpoint, args, run_as, stream=True)
         success = True
     finally:
         rt.app.pm.hook.jacscale_walker_finished(
@@ -329,6 +331,9 @@ async def run_message(
             duration=time.perf_counter() - started,
             success=success,
         )
+    if run.stream is not None:
+        await send_stream(rt, endpoint, conn, run.stream, request_id)
+        return
     envelope = endpoint.envelope if endpoint.envelope is not None else rt.app.settings.api.envelope
     if envelope:
         body: Any = codec.ok_envelope(run.result, run.reports, request_id, warnings=run.warnings)
@@ -339,6 +344,38 @@ async def run_message(
         await rt.broadcast(endpoint, payload)
     else:
         conn.offer(payload)
+
+
+def stream_frame(event: str, data: Any, request_id: str) -> str:
+    """One frame of a streaming walker: `event` is "data" (an item), "end" or "error"."""
+    body: dict[str, Any] = {
+        "ok": event != "error", "type": "stream", "event": event, "data": data, "error": None,
+        "meta": {"request_id": request_id},
+    }  # fmt: skip
+    if event == "error":
+        body["error"] = {"code": "EXECUTION_ERROR", "message": data["message"]}
+    return codec.encode(body).decode()
+
+
+async def send_stream(
+    rt: Runtime, endpoint: Endpoint, conn: Connection, stream: Stream, request_id: str
+) -> None:
+    """A walker that reported a generator: one frame per item, then its end (or error).
+
+    The socket closing stops the generator; nothing it wrote is then saved.
+    """
+    api = rt.app.settings.api
+    gone = conn.writer
+    async with contextlib.aclosing(
+        events(stream, api.stream_idle_seconds, api.stream_total_seconds, gone)
+    ) as frames:
+        async for event, data in frames:
+            payload = stream_frame(event, data, request_id)
+            if endpoint.broadcast:
+                await rt.broadcast(endpoint, payload)
+            elif not conn.offer(payload):
+                log.info("websocket %s: socket closing; stream stopped (rid=%s)", endpoint.name, request_id)
+                return
 
 
 async def _message_principal(
