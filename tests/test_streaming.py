@@ -314,3 +314,26 @@ def test_jac_start_streams(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
+
+
+def test_the_readme_streaming_example_works_by_copy_and_paste(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("\n## Streaming\n", 1)[1].split("\n## ", 1)[0]
+    program, commands, expected = (block.split("\n", 1)[1] for block in section.split("```")[1::2])
+    assert (
+        program == (APP.parents[2] / "examples" / "10_streaming.jac").read_text().split("\n", 1)[1]
+    )  # the example file is the README's program (plus a comment line)
+    (tmp_path / "stream.jac").write_text(program)
+    with running_server(tmp_path / "stream.jac", tmp_path / "data") as url:
+        outputs = [
+            subprocess.run(
+                line.replace("localhost:8000", url.removeprefix("http://")),
+                shell=True,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            ).stdout  # fmt: skip
+            for line in commands.strip().splitlines()
+        ]
+    assert "".join(outputs) == expected
