@@ -91,3 +91,17 @@ def test_09_builtins_commit_and_allroots(tmp_path: Path) -> None:
         reports(c.post("/walker/build_graph", json={}, headers=USER))
         second = reports(c.post("/walker/build_graph", json={}))[0]
         assert second == first + 1
+
+
+def test_10_streaming_generators_stream_and_the_walk_saves_at_the_end(tmp_path: Path) -> None:
+    with TestApp(EXAMPLES / "10_streaming.jac", tmp_path) as c:
+        r = c.post("/function/countdown", json={"start": 2})
+        assert r.headers["content-type"] == "text/event-stream; charset=utf-8"
+        assert r.text == 'data: {"left":2}\n\ndata: {"left":1}\n\nevent: end\ndata: {}\n\n'
+        r = c.post(
+            "/walker/echo_words", json={"text": "a b"}, headers={"Accept": "application/json"}
+        )
+        assert reports(r) == ["a", "b"]
+        assert "reports" not in r.json()["data"]["result"]  # reports live in data.reports only
+        assert c.post("/walker/echo_words", json={"text": "c"}).text.startswith('data: "c"')
+        assert reports(c.post("/walker/count_notes")) == [2]
