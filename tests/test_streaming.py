@@ -77,7 +77,8 @@ def wait_for_file(path: Path, seconds: float = 30.0) -> str:
 def base(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`jacscale serve` of the stream app, with 1 and with 4 workers."""
     data = tmp_path_factory.mktemp(f"stream-{request.param}")
-    with running_server(APP, data, workers=request.param) as url:
+    # Four workers each load the program: give a loaded machine time to start them.
+    with running_server(APP, data, workers=request.param, start_timeout=240) as url:
         yield url
 
 
@@ -251,19 +252,29 @@ def test_a_websocket_walker_reporting_a_generator_sends_a_frame_per_item(base: s
 # --------------------------------------------------------------------------
 
 
-def test_an_idle_stream_ends_with_a_timeout_error(tmp_path: Path) -> None:
+def test_idle_and_total_limits_end_the_stream_with_a_timeout_error(tmp_path: Path) -> None:
     app = tmp_path / "app" / "stream_app.jac"
     app.parent.mkdir()
     shutil.copy(APP, app)
-    (app.parent / "jac.toml").write_text("[plugins.scale.api]\nstream_idle_seconds = 0.5\n")
-    gate = tmp_path / "never"
+    (app.parent / "jac.toml").write_text(
+        "[plugins.scale.api]\nstream_idle_seconds = 0.5\nstream_total_seconds = 1.5\n"
+    )
+    gate, marker = tmp_path / "never", tmp_path / "closed"
     with running_server(app, tmp_path / "data") as url:
         events = stream(url, "/function/gated", {"gate": str(gate)})
-    assert events[0] == ("message", "first")
-    assert events[1] == (
-        "error", {"error_type": "StreamTimeout", "message": "No item within 0.5s (stream_idle_seconds)"},
-    )  # fmt: skip
-    assert len(events) == 2
+        assert events == [
+            ("message", "first"),
+            ("error", {"error_type": "StreamTimeout",
+                       "message": "No item within 0.5s (stream_idle_seconds)"}),
+        ]  # fmt: skip
+        # Never idle, but endless: the total limit ends it, and the generator is closed.
+        events = stream(url, "/function/forever", {"marker": str(marker)})
+        assert events[-1] == (
+            "error", {"error_type": "StreamTimeout",
+                      "message": "The stream ran longer than 1.5s (stream_total_seconds)"},
+        )  # fmt: skip
+        assert all(event == "message" for event, _ in events[:-1])
+        assert wait_for_file(marker).startswith("closed after ")
 
 
 def test_stream_limits_must_be_positive(tmp_path: Path) -> None:

@@ -83,12 +83,12 @@ class EventStreamResponse(Response):
                 events(self.stream, self.idle_seconds, self.total_seconds, gone)
             ) as stream_events:
                 async for event, data in stream_events:
-                    await self._send(send, {"type": "http.response.body", "body": frame(event, data),
-                                            "more_body": True})  # fmt: skip
-            if not gone.done():
-                await self._send(
-                    send, {"type": "http.response.body", "body": b"", "more_body": False}
-                )
+                    last = event != "data"
+                    body = frame(event, data)
+                    await self._send(send, {"type": "http.response.body", "body": body,
+                                            "more_body": not last})  # fmt: skip
+                    if last:
+                        break  # the response is complete before the generator is closed
         except _ClientGone as exc:
             log.info(
                 "stream: the client stopped reading (%s); generator stopped, nothing saved", exc

@@ -219,7 +219,16 @@ class Stream:
             raise StreamError("PermissionError", safe_message(exc)) from exc
 
     async def close(self) -> None:
-        """Stop the generators (their `finally` blocks run) and drop the request's graph."""
+        """Stop the generators (their `finally` blocks run) and drop the request's graph.
+
+        Never raises: what goes wrong while closing is logged.
+        """
+        try:
+            await self._close()
+        except Exception as exc:  # noqa: BLE001 - logged; the stream is over either way
+            log.warning("stream: closing failed (%s); the generator may not have been closed", exc)
+
+    async def _close(self) -> None:
         if self._closed:
             return
         self._closed = True
@@ -243,7 +252,9 @@ class Stream:
         try:
             await self._finish()
         except Exception as exc:  # noqa: BLE001 - nobody awaits this task: log it here
-            log.warning("stream: a late close failed (%s); the generator was not closed", exc)
+            log.warning(
+                "stream: a late close failed (%s); the generator may not have been closed", exc
+            )
 
     async def _finish(self) -> None:
         for part in self.parts[self._index :]:
