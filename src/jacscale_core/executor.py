@@ -39,6 +39,7 @@ from jacscale_core.memory import (
     RequestMemory,
     SharedTier,
     encode_state,
+    release_walker,
 )
 from jacscale_core.principal import Principal
 from jacscale_core.program import Endpoint
@@ -390,19 +391,8 @@ def _result(endpoint: Endpoint, value: Any, ctx: ExecutionContext) -> RunResult:
     result = codec.walker_result(value) if endpoint.kind == "walker" else codec.to_jsonable(value)
     rendered = RunResult(Rendered(result), Rendered(codec.to_jsonable(reports)), warnings)
     if endpoint.kind == "walker":
-        _release_walker(value)
+        release_walker(value)
     return rendered
-
-
-def _release_walker(walker: Any) -> None:
-    """Break the finished walker's cycle (walker <-> anchor) so it is freed at once.
-
-    Its reports would otherwise keep the request's nodes alive until the garbage
-    collector ran (see RequestMemory.abort).
-    """
-    anchor = walker.__dict__.pop("__jac__", None)
-    if anchor is not None:
-        anchor.__dict__.pop("archetype", None)
 
 
 def _backoff(attempt: int) -> float:

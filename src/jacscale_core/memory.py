@@ -603,6 +603,17 @@ def merge_edges(
 # --------------------------------------------------------------------------
 
 
+def release_walker(walker: Any) -> None:
+    """Break a finished walker's cycle (walker <-> anchor) so it is freed at once.
+
+    Its reports would otherwise keep the request's nodes alive until the garbage
+    collector ran (see RequestMemory.abort).
+    """
+    anchor = walker.__dict__.pop("__jac__", None)
+    if anchor is not None:
+        anchor.__dict__.pop("archetype", None)
+
+
 class RequestMemory(TieredMemory):  # type: ignore[misc]
     """One request's anchors; jaclang's runtime reads and writes the graph through it.
 

@@ -34,7 +34,7 @@ from typing import Any
 from jaclang.runtimelib.context import ExecutionContext
 
 from jacscale_core import codec
-from jacscale_core.memory import RequestMemory
+from jacscale_core.memory import RequestMemory, release_walker
 from jacscale_core.store import WriteConflict
 from jacscale_core.workers import WorkerPool
 
@@ -270,11 +270,8 @@ class Stream:
 
     def _release(self) -> None:
         self.mem.abort()
-        walker = self.walker
-        if walker is not None:
-            anchor = walker.__dict__.pop("__jac__", None)
-            if anchor is not None:
-                anchor.__dict__.pop("archetype", None)
+        if self.walker is not None:
+            release_walker(self.walker)
 
 
 async def events(
