@@ -203,6 +203,12 @@ def test_accept_json_or_stream_false_collects_the_items(base: str) -> None:
     assert data["reports"] == ["start", 0, 1, "done"]
     assert data["result"]["tag"] == tag and "reports" not in data["result"]
     assert items_of(base, tag) == [tag, f"{tag}-late"]
+    # GET endpoints: `stream` is not taken for a field.
+    r = httpx.get(base + "/function/gnumbers?count=2&stream=false", timeout=30)
+    assert r.status_code == 200 and r.json()["data"]["result"] == [0, 1]
+    with httpx.Client(base_url=base, timeout=30) as http:
+        with http.stream("GET", "/function/gnumbers?count=2") as streamed:
+            assert list(sse_events(streamed)) == [("message", 0), ("message", 1), ("end", {})]
     # Asking for either gets the stream.
     both = {"Accept": "text/event-stream, application/json"}
     r = httpx.post(base + "/function/numbers", json={"count": 1}, headers=both, timeout=30)
@@ -245,6 +251,23 @@ def test_a_websocket_walker_reporting_a_generator_sends_a_frame_per_item(base: s
         assert error["data"]["error_type"] == "ValueError"
         assert error["error"]["code"] == "EXECUTION_ERROR"
         assert str(TEST_APPS) not in json.dumps(error)
+
+
+def test_a_broadcast_websocket_walker_broadcasts_each_frame(base: str) -> None:
+    url = base.replace("http://", "ws://") + "/ws/ws_room"
+
+    def frames(ws: Any, count: int) -> list[tuple[str, Any]]:
+        return [
+            (f["event"], f["data"]) for f in (json.loads(ws.recv(timeout=10)) for _ in range(count))
+        ]
+
+    with connect(url, open_timeout=10) as a:
+        a.send(json.dumps({"count": 1}))  # answered: `a` is in the room
+        assert frames(a, 2) == [("data", {"i": 0}), ("end", {})]
+        with connect(url, open_timeout=10) as b:
+            b.send(json.dumps({"count": 2}))
+            for ws in (b, a):
+                assert frames(ws, 3) == [("data", {"i": 0}), ("data", {"i": 1}), ("end", {})]
 
 
 # --------------------------------------------------------------------------
