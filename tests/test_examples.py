@@ -93,8 +93,8 @@ def test_09_builtins_commit_and_allroots(tmp_path: Path) -> None:
         assert second == first + 1
 
 
-def test_10_streaming_generators_stream_and_the_walk_saves_at_the_end(tmp_path: Path) -> None:
-    with TestApp(EXAMPLES / "10_streaming.jac", tmp_path) as c:
+def test_11_streaming_generators_stream_and_the_walk_saves_at_the_end(tmp_path: Path) -> None:
+    with TestApp(EXAMPLES / "11_streaming.jac", tmp_path) as c:
         r = c.post("/function/countdown", json={"start": 2})
         assert r.headers["content-type"] == "text/event-stream; charset=utf-8"
         assert r.text == 'data: {"left":2}\n\ndata: {"left":1}\n\nevent: end\ndata: {}\n\n'

@@ -355,7 +355,7 @@ def test_the_readme_streaming_example_works_by_copy_and_paste(tmp_path: Path) ->
     section = readme.split("\n## Streaming\n", 1)[1].split("\n## ", 1)[0]
     program, commands, expected = (block.split("\n", 1)[1] for block in section.split("```")[1::2])
     assert (
-        program == (APP.parents[2] / "examples" / "10_streaming.jac").read_text().split("\n", 1)[1]
+        program == (APP.parents[2] / "examples" / "11_streaming.jac").read_text().split("\n", 1)[1]
     )  # the example file is the README's program (plus a comment line)
     (tmp_path / "stream.jac").write_text(program)
     with running_server(tmp_path / "stream.jac", tmp_path / "data") as url:
