@@ -35,10 +35,13 @@ _FALSE = frozenset({"false", "0", "no", "off"})
 
 def wants_stream(request: Request) -> bool:
     """False when the client asked for JSON (`?stream=false`, `Accept: application/json`)."""
-    flag = request.query_params.get(STREAM_PARAM)
-    if flag is not None and flag.strip().lower() in _FALSE:
-        return False
+    if STREAM_PARAM.encode() in request.scope.get("query_string", b""):
+        flag = request.query_params.get(STREAM_PARAM)
+        if flag is not None and flag.strip().lower() in _FALSE:
+            return False
     accept = request.headers.get("accept", "")
+    if "json" not in accept:
+        return True  # the common case, decided without parsing
     kinds = {part.split(";")[0].strip().lower() for part in accept.split(",")}
     return MEDIA_TYPE in kinds or "application/json" not in kinds
 
