@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The tests use real tools from Debian: redis-server (the Redis tests start their
-# own instances on free ports), wrk (the benchmark harness's own tests), and
-# nodejs + npm (jaclang's client runtime runs under Node against a live server).
+# own instances on free ports), wrk (the benchmark harness's own tests),
+# nodejs + npm (jaclang's client runtime runs under Node against a live server) and
+# curl (the README's streaming example is run as written).
 # This installs whichever is missing when we are root; otherwise it says what to
 # install. Then it installs the npm packages of tests/js when they are stale.
 set -euo pipefail
