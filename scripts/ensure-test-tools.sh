@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The tests use real tools from Debian: redis-server (the Redis tests start their
 # own instances on free ports), wrk (the benchmark harness's own tests),
-# nodejs + npm (jaclang's client runtime runs under Node against a live server) and
-# curl (the README's streaming example is run as written).
+# nodejs + npm (jaclang's client runtime runs under Node against a live server),
+# curl (the README's streaming example is run as written) and chromium with
+# chromium-driver (the browser tests of /graph and /admin, driven headless by Selenium).
 # This installs whichever is missing when we are root; otherwise it says what to
 # install. Then it installs the npm packages of tests/js when they are stale.
 set -euo pipefail
@@ -13,6 +14,8 @@ command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v curl >/dev/null 2>&1 || missing+=(curl)  # the README's streaming example is run as written
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 
 npm_packages() {
   # tests/js/node_modules is stale when npm's record of it is older than the lock file.

@@ -203,3 +203,13 @@ def jacscale_job_fired(
     `static` is True for jobs declared in the program, False for jobs made
     through /jobs; `success` is False when the run raised.
     """
+
+
+@hookspec
+def jacscale_send_email(app: AppContext, message: Any) -> Any:
+    """Deliver one email (`jacscale_ext.mailer.EmailMessage`: to, subject, text, purpose).
+
+    Return True when this plugin delivered it; False or None passes it on. May be
+    awaitable. Implementations are asked in pluggy's order and the first True
+    stops; the built-in SMTP mailer answers last. Raise when delivery fails.
+    """

@@ -34,6 +34,11 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "jacscale_ext.traverse",
     "jacscale_ext.access_log",
     "jacscale_ext.scheduler.plugin",
+    "jacscale_ext.mailer",
+    "jacscale_ext.auth.account_flows",
+    "jacscale_ext.activity",
+    "jacscale_ext.admin",
+    "jacscale_ext.graph",
 )
 
 

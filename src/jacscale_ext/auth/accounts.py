@@ -42,6 +42,7 @@ T = TypeVar("T")
 
 INVALID_CREDENTIALS = "Invalid credentials"
 INVALID_TOKEN = "Invalid or expired token"
+ACCOUNT_DISABLED = "This account is disabled"
 
 
 def invalid_token() -> ApiError:
@@ -228,6 +229,8 @@ class Accounts:
             self.throttle.record_failure([account_key, ip_key])
             raise ApiError("UNAUTHORIZED", INVALID_CREDENTIALS)
         self.throttle.reset(account_key)
+        if user.disabled:
+            raise ApiError("FORBIDDEN", ACCOUNT_DISABLED)
         if stored and self.hasher.needs_rehash(stored):
             new_hash = await self.hasher.hash(form.password)
             user = await self._run(
@@ -257,6 +260,9 @@ class Accounts:
             if older or user is None or sgen != user.session_gen:
                 log.debug("token refused: issued before the last password change")
                 raise invalid_token()
+        if user.disabled:
+            log.debug("token refused: user %s is disabled", user.user_id)
+            raise invalid_token()
         return user, claims
 
     async def principal(self, token: str) -> Principal:

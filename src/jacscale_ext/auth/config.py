@@ -52,6 +52,13 @@ class AuthConfig(msgspec.Struct, kw_only=True):
     login_window_seconds: float = 900.0
     trust_forwarded_for: bool = False
     user_cache_seconds: float = 2.0
+    # Account flows (jacscale_ext.auth.account_flows): emailed one-time links.
+    reset_token_ttl_seconds: int = 1800
+    verify_token_ttl_seconds: int = 86400
+    reset_url_template: str = ""  # e.g. "https://app.example.com/reset#token={token}"
+    verify_url_template: str = ""
+    email_max_per_identity: int = 5  # reset/verification emails per address per window
+    email_window_seconds: float = 3600.0
 
 
 class SsoProviderConfig(msgspec.Struct, kw_only=True):

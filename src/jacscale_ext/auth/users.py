@@ -56,7 +56,9 @@ class UserRecord:
     """One user as stored. `password_hash` is None for SSO-only accounts.
 
     `session_gen` grows on every password change; tokens carry the value they
-    were issued under and stop verifying once it moves on.
+    were issued under and stop verifying once it moves on. `role` is "user" or
+    "admin" (only the record grants admin, never a token claim); a `disabled`
+    user cannot log in.
     """
 
     user_id: str
@@ -70,6 +72,8 @@ class UserRecord:
     email_verified: bool = False
     sso: dict[str, str] = field(default_factory=dict)
     profile: dict[str, Any] = field(default_factory=dict)
+    role: str = "user"
+    disabled: bool = False
 
     def identity_keys(self) -> list[str]:
         """Every identity document id this user owns."""
@@ -95,6 +99,8 @@ class UserRecord:
             "email_verified": self.email_verified,
             "sso": dict(self.sso),
             "profile": dict(self.profile),
+            "role": self.role,
+            "disabled": self.disabled,
         }
 
     @classmethod
@@ -112,6 +118,8 @@ class UserRecord:
             email_verified=bool(doc.get("email_verified")),
             sso=dict(doc.get("sso") or {}),
             profile=dict(doc.get("profile") or {}),
+            role=str(doc.get("role") or "user"),
+            disabled=bool(doc.get("disabled")),
         )
 
     def public(self) -> dict[str, Any]:
@@ -126,6 +134,8 @@ class UserRecord:
         out["sso"] = sorted(self.sso)
         if self.profile:
             out["profile"] = dict(self.profile)
+        if self.role != "user":
+            out["role"] = self.role
         return out
 
 
@@ -221,6 +231,22 @@ class UserStore:
         if not self.docs.update(USERS, user_id, fields):
             raise KeyError(user_id)
         return record
+
+    def update(self, user_id: str, fields: dict[str, Any], *, new_session: bool = False) -> UserRecord:
+        """Set stored `fields` of a user; with `new_session`, also end every earlier token."""
+        record = self.get(user_id)
+        if record is None:
+            raise KeyError(user_id)
+        fields = dict(fields)
+        if new_session:
+            fields["session_gen"] = record.session_gen + 1
+        if not self.docs.update(USERS, user_id, fields):
+            raise KeyError(user_id)
+        return UserRecord.from_doc({**record.to_doc(), **fields})
+
+    def all(self) -> list[UserRecord]:
+        """Every user (the admin console lists and searches them)."""
+        return [UserRecord.from_doc(doc) for doc in self.docs.find(USERS, {})]
 
     def link(self, user_id: str, key: str, fields: dict[str, Any]) -> None:
         """Claim identity `key` for an existing user and set `fields` on it."""
