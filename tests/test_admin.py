@@ -34,7 +34,10 @@ def create_admin(app: Path, data: Path, email: str, password: str = ADMIN_PASSWO
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, str, Path]]:
     directory = tmp_path_factory.mktemp("admin")
-    toml = '[plugins.scale.email]\npassword = "smtp-secret-value"\n[plugins.scale.database]\nmongodb_uri = "mongodb://bob:hunter2@db.example:27017/x"\n'
+    toml = (
+        '[plugins.scale.email]\npassword = "smtp-secret-value"\n'
+        '[plugins.scale.jwt]\nprevious_secrets = ["an-old-secret-that-must-not-show-up-anywhere"]\n'
+    )
     app = write_app(directory, SOURCE, toml)
     out = create_admin(app, directory / "data", "root@example.com")
     assert "admin created: root@example.com" in out
@@ -209,11 +212,21 @@ def test_config_is_redacted(setup: tuple[TestClient, str, Path]) -> None:
     resp = client.get("/admin/api/config", headers=bearer(token))
     assert resp.status_code == 200
     text = resp.text
-    assert "smtp-secret-value" not in text and "hunter2" not in text and SECRET not in text
+    assert "smtp-secret-value" not in text and "an-old-secret" not in text and SECRET not in text
     sections = resp.json()["sections"]
     assert sections["plugins.scale.email"]["password"] == "***"
-    assert sections["plugins.scale.database"]["mongodb_uri"] == "mongodb://***@db.example:27017/x"
+    assert sections["plugins.scale.jwt"]["previous_secrets"] == ["***"]
+    assert sections["plugins.scale.email"]["host"] == ""  # empty values stay visible
     assert sections["plugins.scale.traverse"]["max_depth"] == 10
+
+
+def test_redact_hides_uri_credentials() -> None:
+    from jacscale_ext.admin import redact
+
+    value = {"mongodb_uri": "mongodb://bob:hunter2@db.example:27017/x", "api_key": "k",
+             "nested": {"client_secret": "s", "port": 1}}  # fmt: skip
+    assert redact(value) == {"mongodb_uri": "mongodb://***@db.example:27017/x", "api_key": "***",
+                             "nested": {"client_secret": "***", "port": 1}}  # fmt: skip
 
 
 def test_metrics_and_errors(setup: tuple[TestClient, str, Path]) -> None:
