@@ -83,6 +83,14 @@
     cy.style().selector("node").style("label", big ? "" : "data(label)").update();
   }
 
+  function fit() {
+    cy.fit(undefined, 40);
+    if (cy.zoom() > 1.2) {
+      cy.zoom(1.2);
+      cy.center();
+    }
+  }
+
   async function reload() {
     const depth = Number($("depth").value || 1);
     status("loading…");
@@ -91,7 +99,7 @@
       cy.elements().remove();
       cy.add(elementsOf(result));
       layout();
-      cy.fit(undefined, 30);
+      fit();
       counts();
       if (selected && cy.$id(selected).nonempty()) show(selected);
       else clearSelection();
@@ -117,11 +125,16 @@
     status("expanding…");
     try {
       const added = merge(await traverse(id, 1));
-      if (added.nodes().length) {
+      if (added.nodes().length && cy.nodes().length <= BIG) {
+        layout();
+        fit();
+      } else if (added.nodes().length) {
+        // a big graph: no global re-layout; place the newcomers in a ring around the node
         const around = cy.$id(id).position();
+        const ring = 120 + 4 * added.nodes().length;
         added.nodes().forEach((n, i) => {
           const angle = (2 * Math.PI * i) / added.nodes().length;
-          n.position({ x: around.x + 140 * Math.cos(angle), y: around.y + 140 * Math.sin(angle) });
+          n.position({ x: around.x + ring * Math.cos(angle), y: around.y + ring * Math.sin(angle) });
         });
       }
       counts();
@@ -145,6 +158,8 @@
     const node = cy.$id(id);
     if (node.empty()) return clearSelection();
     selected = id;
+    cy.$(":selected").unselect();
+    node.select();
     const entity = node.data("entity");
     $("node-title").textContent = entity._jac_type + " " + id;
     $("node-fields").textContent = JSON.stringify(fieldsOf(entity), null, 2);
