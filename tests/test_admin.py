@@ -13,7 +13,16 @@ import pytest
 from starlette.testclient import TestClient
 
 from jacscale_core.testing import TestApp
-from tests.auth.helpers import FAST_ENV, PASSWORD, SECRET, bearer, login, register, unique_email, write_app
+from tests.auth.helpers import (
+    FAST_ENV,
+    PASSWORD,
+    SECRET,
+    bearer,
+    login,
+    register,
+    unique_email,
+    write_app,
+)
 
 SOURCE = (Path(__file__).resolve().parents[1] / "examples" / "10_graph_explorer.jac").read_text()
 ADMIN_PASSWORD = "admin-pass-123"
@@ -57,7 +66,9 @@ def test_no_default_admin_and_page_served(tmp_path: Path) -> None:
     with TestApp(app, tmp_path / "data", env=FAST_ENV) as c:
         for identity, password in (("admin", "changeme"), ("admin@example.com", "changeme")):
             key = "username" if "@" not in identity else "email"
-            assert c.post("/user/login", json={key: identity, "password": password}).status_code == 401
+            assert (
+                c.post("/user/login", json={key: identity, "password": password}).status_code == 401
+            )
         page = c.get("/admin")
         assert page.status_code == 200
         assert "script-src 'self'" in page.headers["content-security-policy"]
@@ -71,7 +82,12 @@ def test_admin_routes_need_an_admin(setup: tuple[TestClient, str, Path]) -> None
     email = unique_email("plain")
     register(client, email)
     user_token = login(client, email)["access_token"]
-    for path in ("/admin/api/users", "/admin/api/config", "/admin/api/metrics", "/admin/api/errors"):
+    for path in (
+        "/admin/api/users",
+        "/admin/api/config",
+        "/admin/api/metrics",
+        "/admin/api/errors",
+    ):
         resp = client.get(path, headers=bearer(user_token))
         assert resp.status_code == 403, path
         assert resp.json()["error"]["code"] == "FORBIDDEN"
@@ -81,7 +97,6 @@ def test_forged_role_claim_grants_nothing(setup: tuple[TestClient, str, Path]) -
     client, _, _ = setup
     email = unique_email("forger")
     user = register(client, email)
-    ctx = client.app.state.jacscale  # type: ignore[attr-defined]
     from jacscale_ext.auth.tokens import TokenService
 
     # A token with role=admin, validly signed with the server's own secret (worst case).
@@ -90,7 +105,6 @@ def test_forged_role_claim_grants_nothing(setup: tuple[TestClient, str, Path]) -
                                                     "role": "admin", "is_admin": True}).token  # fmt: skip
     assert client.get("/user/me", headers=bearer(forged)).status_code == 200  # a valid token
     assert client.get("/admin/api/users", headers=bearer(forged)).status_code == 403
-    del ctx
 
 
 def test_disable_user_blocks_login_and_ends_sessions(
@@ -114,8 +128,12 @@ def test_disable_user_blocks_login_and_ends_sessions(
     assert refused.json()["error"]["message"] == "This account is disabled"
     assert client.get("/user/me", headers=bearer(user_token)).status_code == 401
     # a wrong password still says nothing about the account
-    assert client.post("/user/login", json={"email": email, "password": "wrong-pw"}).status_code == 401
-    client.patch(f"/admin/api/users/{row['user_id']}", headers=bearer(token), json={"disabled": False})
+    assert (
+        client.post("/user/login", json={"email": email, "password": "wrong-pw"}).status_code == 401
+    )
+    client.patch(
+        f"/admin/api/users/{row['user_id']}", headers=bearer(token), json={"disabled": False}
+    )
     assert login(client, email)["access_token"]
 
 
@@ -155,7 +173,9 @@ def test_admin_cannot_lock_themselves_out(setup: tuple[TestClient, str, Path]) -
         ({"password_hash": "x"}, ["body", "password_hash"]),
     ],
 )
-def test_change_bad_input(setup: tuple[TestClient, str, Path], body: dict[str, Any], loc: list[str]) -> None:
+def test_change_bad_input(
+    setup: tuple[TestClient, str, Path], body: dict[str, Any], loc: list[str]
+) -> None:
     client, token, _ = setup
     email = unique_email("badchange")
     register(client, email)
@@ -187,7 +207,9 @@ def test_forced_password_reset(setup: tuple[TestClient, str, Path]) -> None:
     answer = resp.json()
     assert answer["email_sent"] is False and answer["reset_token"]  # no mailer here
     assert client.get("/user/me", headers=bearer(old)).status_code == 401
-    assert client.post("/user/login", json={"email": email, "password": PASSWORD}).status_code == 401
+    assert (
+        client.post("/user/login", json={"email": email, "password": PASSWORD}).status_code == 401
+    )
     done = client.post("/user/reset-password",
                        json={"token": answer["reset_token"], "new_password": "chosen-by-user"})  # fmt: skip
     assert done.status_code == 200
@@ -199,7 +221,9 @@ def test_user_search_and_paging(setup: tuple[TestClient, str, Path]) -> None:
     tag = unique_email("page").split("@")[0]
     for i in range(3):
         register(client, f"{tag}-{i}@example.com")
-    first = client.get("/admin/api/users", params={"q": tag, "limit": 2}, headers=bearer(token)).json()
+    first = client.get(
+        "/admin/api/users", params={"q": tag, "limit": 2}, headers=bearer(token)
+    ).json()
     rest = client.get("/admin/api/users", params={"q": tag, "limit": 2, "offset": 2},
                       headers=bearer(token)).json()  # fmt: skip
     assert first["total"] == rest["total"] == 3

@@ -58,7 +58,9 @@ def test_graph_data_ids_are_stable_and_match_traverse(client: TestClient) -> Non
     second = client.get("/graph/data", headers=bearer(token)).json()
     assert first == second
     traversed = client.post("/traverse", headers=bearer(token), json={"depth": 5}).json()
-    assert {n["_jac_id"] for n in traversed["data"]["result"]["nodes"]} == {n["id"] for n in first["nodes"]}
+    assert {n["_jac_id"] for n in traversed["data"]["result"]["nodes"]} == {
+        n["id"] for n in first["nodes"]
+    }
     # each id can be used to spawn a walker on that node
     ada = next(n["id"] for n in first["nodes"] if "Ada" in n["label"])
     spawned = client.post(f"/walker/add_friend/{ada}", headers=bearer(token), json={"name": "Dee"})

@@ -58,8 +58,15 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with running_server(app, data, env=FAST_ENV) as url:
         with httpx.Client(base_url=url, timeout=30) as http:
             for email in (USER_EMAIL, OTHER_EMAIL):
-                assert http.post("/user/register", json={"email": email, "password": PASSWORD}).status_code == 201
-            token = http.post("/user/login", json={"email": USER_EMAIL, "password": PASSWORD}).json()["access_token"]
+                assert (
+                    http.post(
+                        "/user/register", json={"email": email, "password": PASSWORD}
+                    ).status_code
+                    == 201
+                )
+            token = http.post(
+                "/user/login", json={"email": USER_EMAIL, "password": PASSWORD}
+            ).json()["access_token"]
             seeded = http.post("/walker/seed", headers={"Authorization": f"Bearer {token}"})
             assert seeded.status_code == 200, seeded.text
         yield url
@@ -126,7 +133,7 @@ def test_graph_explorer(browser: WebDriver, base: str, tmp_path: Path) -> None:
          "the explorer did not load")  # fmt: skip
     assert browser.find_element(By.ID, "who").text == USER_EMAIL
     # depth 1 from the root: the root and Ada
-    assert sorted(labels(browser)) == ["Person(age=36, name=\"Ada\")", "root"]
+    assert sorted(labels(browser)) == ['Person(age=36, name="Ada")', "root"]
     assert browser.find_element(By.ID, "status").text == "2 nodes, 1 edges"
 
     # select Ada (a tap on the canvas node), inspect her fields, expand her neighbours
@@ -146,11 +153,16 @@ def test_graph_explorer(browser: WebDriver, base: str, tmp_path: Path) -> None:
     assert form.find_element(By.NAME, "since").get_attribute("type") == "number"
     name_input.send_keys("Eve")
     browser.find_element(By.ID, "spawn").click()
-    wait(browser, lambda d: any("Eve" in t for t in labels(d)), "the spawned walker's node did not appear")
+    wait(
+        browser,
+        lambda d: any("Eve" in t for t in labels(d)),
+        "the spawned walker's node did not appear",
+    )
     assert '"Eve"' in browser.find_element(By.ID, "walker-result").text
     eve = node_id(browser, "Eve")
     edge = browser.execute_script(
-        "return jacGraph.cy.edges().filter(e => e.target().id() === arguments[0])[0].data()", eve)
+        "return jacGraph.cy.edges().filter(e => e.target().id() === arguments[0])[0].data()", eve
+    )
     assert edge["source"] == ada and edge["label"] == "Knows(since=2024)"
     screenshot(browser, tmp_path, "graph-explorer")
 
@@ -173,7 +185,9 @@ def test_sign_in_error_is_shown(browser: WebDriver, base: str, tmp_path: Path) -
     screenshot(browser, tmp_path, "sign-in")
 
 
-def test_admin_disables_a_user_who_then_cannot_log_in(browser: WebDriver, base: str, tmp_path: Path) -> None:
+def test_admin_disables_a_user_who_then_cannot_log_in(
+    browser: WebDriver, base: str, tmp_path: Path
+) -> None:
     # a plain user is refused by the console
     fresh_page(browser, base + "/admin")
     sign_in(browser, OTHER_EMAIL, PASSWORD)
@@ -193,20 +207,53 @@ def test_admin_disables_a_user_who_then_cannot_log_in(browser: WebDriver, base: 
     wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, f'#users tr[data-email="{OTHER_EMAIL}"] td.status').text == "disabled",
          "the user was not shown as disabled")  # fmt: skip
 
-    refused = httpx.post(base + "/user/login", json={"email": OTHER_EMAIL, "password": PASSWORD}, timeout=30)
+    refused = httpx.post(
+        base + "/user/login", json={"email": OTHER_EMAIL, "password": PASSWORD}, timeout=30
+    )
     assert refused.status_code == 403
     assert refused.json()["error"]["message"] == "This account is disabled"
 
     # the other tabs
     browser.find_element(By.CSS_SELECTOR, 'nav.tabs button[data-tab="metrics"]').click()
-    wait(browser, lambda d: "/walker/seed" in d.find_element(By.ID, "requests").text, "no request metrics")
+    wait(
+        browser,
+        lambda d: "/walker/seed" in d.find_element(By.ID, "requests").text,
+        "no request metrics",
+    )
     assert "seed" in browser.find_element(By.ID, "walkers").text
     screenshot(browser, tmp_path, "admin-metrics")
     browser.find_element(By.CSS_SELECTOR, 'nav.tabs button[data-tab="config"]').click()
-    wait(browser, lambda d: "plugins.scale.auth" in d.find_element(By.ID, "config").text, "no configuration")
+    wait(
+        browser,
+        lambda d: "plugins.scale.auth" in d.find_element(By.ID, "config").text,
+        "no configuration",
+    )
 
     # and the disabled user cannot sign in to the explorer either
     fresh_page(browser, base + "/graph")
     sign_in(browser, OTHER_EMAIL, PASSWORD)
     wait(browser, lambda d: d.find_element(By.ID, "signin-error").text == "This account is disabled",
          "the disabled user was not refused")  # fmt: skip
+
+
+def test_ten_thousand_nodes_stay_usable(browser: WebDriver, base: str, tmp_path: Path) -> None:
+    email = "many@example.com"
+    with httpx.Client(base_url=base, timeout=120) as http:
+        http.post("/user/register", json={"email": email, "password": PASSWORD})
+        token = http.post("/user/login", json={"email": email, "password": PASSWORD}).json()["access_token"]
+        made = http.post("/walker/add_people", json={"count": 9_999},
+                         headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+        assert made.status_code == 200, made.text
+    fresh_page(browser, base + "/graph")
+    sign_in(browser, email, PASSWORD)
+    # the first page of a huge answer is drawn; the rest waits for "Draw more"
+    wait(browser, lambda d: d.find_element(By.ID, "status").text
+         == "1000 nodes, 999 edges (9000 more not drawn yet)", "the first 1,000 were not drawn")  # fmt: skip
+    browser.find_element(By.ID, "more").click()
+    wait(browser, lambda d: d.find_element(By.ID, "status").text
+         == "2000 nodes, 1999 edges (8000 more not drawn yet)", "Draw more did not draw more")  # fmt: skip
+    # still interactive: select a drawn node and read its fields
+    some = node_id(browser, "p1234")
+    browser.execute_script("jacGraph.cy.$id(arguments[0]).emit('tap')", some)
+    assert '"name": "p1234"' in browser.find_element(By.ID, "node-fields").text
+    screenshot(browser, tmp_path, "graph-10k")

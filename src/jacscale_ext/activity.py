@@ -138,6 +138,8 @@ def jacscale_middleware(app: AppContext) -> list[Any]:
 
 
 @hookimpl
-def jacscale_walker_finished(app: AppContext, endpoint: Any, duration: float, success: bool) -> None:
+def jacscale_walker_finished(
+    app: AppContext, endpoint: Any, duration: float, success: bool
+) -> None:
     """Count and time a walker or function run."""
     activity_of(app).walker(str(getattr(endpoint, "name", endpoint)), duration, success)

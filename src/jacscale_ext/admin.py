@@ -128,7 +128,9 @@ def parse_change(body: Any) -> dict[str, Any]:
     data = require_object(body)
     for key in data:
         if key not in ("disabled", "role"):
-            raise validation_error(["body", key], "Unknown field: only disabled and role", "extra_forbidden")
+            raise validation_error(
+                ["body", key], "Unknown field: only disabled and role", "extra_forbidden"
+            )
     if not data:
         raise validation_error(["body"], "Give disabled and/or role", "missing")
     if "disabled" in data and not isinstance(data["disabled"], bool):
@@ -329,14 +331,19 @@ def jacscale_register_commands(subparsers: Any) -> None:
 
 def _op(summary: str, op_id: str, ok: str = "200", body: dict[str, Any] | None = None,
         params: list[dict[str, Any]] | None = None) -> dict[str, Any]:  # fmt: skip
-    err = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}}
+    err = {
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}
+    }
     op: dict[str, Any] = {
         "tags": ["Admin"],
         "summary": summary,
         "operationId": op_id,
         "security": [{"bearerAuth": []}],
         "responses": {
-            ok: {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}},
+            ok: {
+                "description": "OK",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            },
             "401": {"description": "Missing or invalid token", **err},
             "403": {"description": "Not an admin", **err},
             "422": {"description": "Invalid input (named in details)", **err},

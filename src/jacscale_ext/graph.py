@@ -100,6 +100,7 @@ GRAPH_PAGE = """<!doctype html>
     <label>Node types <select id="node-types" multiple size="3"></select></label>
     <label>Edge types <select id="edge-types" multiple size="3"></select></label>
     <button id="reload">Reload from root</button>
+    <button id="more" hidden>Draw more</button>
     <span id="status" class="muted" role="status"></span>
   </nav>
   <div class="split">
@@ -189,7 +190,9 @@ def jacscale_openapi_paths(app: AppContext) -> dict[str, Any]:
                                "label": {"type": "string"}}}},
         },
     }  # fmt: skip
-    err = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}}
+    err = {
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}
+    }
     return {
         "/graph/data": {
             "get": {
@@ -198,11 +201,15 @@ def jacscale_openapi_paths(app: AppContext) -> dict[str, Any]:
                 "operationId": "graph_data",
                 "security": [{"bearerAuth": []}, {}],
                 "responses": {
-                    "200": {"description": "The graph",
-                            "content": {"application/json": {"schema": schema}}},
+                    "200": {
+                        "description": "The graph",
+                        "content": {"application/json": {"schema": schema}},
+                    },
                     "401": {"description": "Invalid token", **err},
-                    "422": {"description": "More nodes than [plugins.scale.traverse] max_results",
-                            **err},
+                    "422": {
+                        "description": "More nodes than [plugins.scale.traverse] max_results",
+                        **err,
+                    },
                 },
             }  # fmt: skip
         }

@@ -70,16 +70,24 @@ def test_forgot_and_reset_password(client: TestClient, smtp: SmtpServer) -> None
     assert message["From"] == "app@example.com"
     assert USER_LOGGED_IN(smtp)
     token = token_in(message)
-    resp = client.post("/user/reset-password", json={"token": token, "new_password": "brand-new-pw"})
+    resp = client.post(
+        "/user/reset-password", json={"token": token, "new_password": "brand-new-pw"}
+    )
     assert resp.status_code == 200, resp.text
     assert resp.json()["status"] == "password_reset"
     # the old password and every earlier session are gone; the new password works
-    assert client.post("/user/login", json={"email": email, "password": PASSWORD}).status_code == 401
+    assert (
+        client.post("/user/login", json={"email": email, "password": PASSWORD}).status_code == 401
+    )
     assert client.get("/user/me", headers=bearer(old_token)).status_code == 401
-    me = client.get("/user/me", headers=bearer(login(client, email, "brand-new-pw")["access_token"]))
+    me = client.get(
+        "/user/me", headers=bearer(login(client, email, "brand-new-pw")["access_token"])
+    )
     assert me.json()["email_verified"] is True  # the link reached the mailbox
     # single use
-    again = client.post("/user/reset-password", json={"token": token, "new_password": "another-pw-1"})
+    again = client.post(
+        "/user/reset-password", json={"token": token, "new_password": "another-pw-1"}
+    )
     assert again.status_code == 400
     assert again.json()["error"]["details"][0]["loc"] == ["body", "token"]
 
@@ -102,7 +110,9 @@ def test_forgot_password_does_not_reveal_accounts(client: TestClient, smtp: Smtp
     assert mail_count(smtp) == before + 1  # only the real account got mail
 
 
-def test_reset_tokens_are_hashed_and_earlier_ones_revoked(client: TestClient, smtp: SmtpServer) -> None:
+def test_reset_tokens_are_hashed_and_earlier_ones_revoked(
+    client: TestClient, smtp: SmtpServer
+) -> None:
     email = unique_email("hashed")
     register(client, email)
     before = mail_count(smtp)
@@ -152,7 +162,9 @@ def test_forgot_password_is_throttled_per_address(client: TestClient) -> None:
         ({"identity": "x"}, ["body", "identity"]),
     ],
 )
-def test_forgot_password_bad_input(client: TestClient, body: dict[str, Any], loc: list[str]) -> None:
+def test_forgot_password_bad_input(
+    client: TestClient, body: dict[str, Any], loc: list[str]
+) -> None:
     resp = client.post("/user/forgot-password", json=body)
     assert resp.status_code == 422
     assert resp.json()["error"]["details"][0]["loc"] == loc
@@ -174,7 +186,9 @@ def test_reset_password_bad_input(client: TestClient, body: dict[str, Any], loc:
 
 
 def test_reset_with_unknown_token_is_400(client: TestClient) -> None:
-    resp = client.post("/user/reset-password", json={"token": "x" * 43, "new_password": "long-enough"})
+    resp = client.post(
+        "/user/reset-password", json={"token": "x" * 43, "new_password": "long-enough"}
+    )
     assert resp.status_code == 400
     assert resp.json()["error"]["message"] == "Reset token is invalid or expired"
 
@@ -183,7 +197,9 @@ def test_jac_scale_identity_shape_is_accepted(client: TestClient, smtp: SmtpServ
     email = unique_email("shape")
     register(client, email)
     before = mail_count(smtp)
-    resp = client.post("/user/forgot-password", json={"identity": {"type": "email", "value": email}})
+    resp = client.post(
+        "/user/forgot-password", json={"identity": {"type": "email", "value": email}}
+    )
     assert resp.status_code == 200
     assert smtp.wait_for(before + 1)[-1]["To"] == email
 
@@ -231,7 +247,9 @@ def test_add_identity(client: TestClient) -> None:
     name = "user" + unique_email().split("@")[0].replace("-", "")
     resp = client.post("/user/register", json={"username": name, "password": PASSWORD})
     assert resp.status_code == 201
-    token = client.post("/user/login", json={"username": name, "password": PASSWORD}).json()["access_token"]
+    token = client.post("/user/login", json={"username": name, "password": PASSWORD}).json()[
+        "access_token"
+    ]
     email = unique_email("added")
     added = client.post("/user/add-identity", headers=bearer(token),
                         json={"identity": {"type": "email", "value": email}})  # fmt: skip
@@ -240,13 +258,13 @@ def test_add_identity(client: TestClient) -> None:
     assert login(client, email)["user_id"] == resp.json()["user_id"]
     again = client.post("/user/add-identity", headers=bearer(token), json={"email": unique_email()})
     assert again.status_code == 409
-    other = register(client, unique_email("taken"))
-    del other
     taken_email = unique_email("taken2")
     register(client, taken_email)
     name2 = name + "b"
     client.post("/user/register", json={"username": name2, "password": PASSWORD})
-    token2 = client.post("/user/login", json={"username": name2, "password": PASSWORD}).json()["access_token"]
+    token2 = client.post("/user/login", json={"username": name2, "password": PASSWORD}).json()[
+        "access_token"
+    ]
     clash = client.post("/user/add-identity", headers=bearer(token2), json={"email": taken_email})
     assert clash.status_code == 409
     assert clash.json()["error"]["code"] == "IDENTITY_TAKEN"
@@ -287,7 +305,9 @@ def test_patch_me_bad_input(client: TestClient, body: dict[str, Any], loc: list[
     assert "profile" not in client.get("/user/me", headers=bearer(token)).json()
 
 
-def test_without_a_mailer_the_log_has_no_token(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_without_a_mailer_the_log_has_no_token(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     app = write_app(tmp_path, SOURCE)
     with TestApp(app, tmp_path / "data", env=FAST_ENV) as c:
         email = unique_email("nomailer")

@@ -118,8 +118,14 @@ def smtp_server(directory: Path) -> Iterator[SmtpServer]:
     context.load_cert_chain(cert, key)
     server = SmtpServer("127.0.0.1", free_port(), cert)
 
-    def authenticate(smtp: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
-        ok = isinstance(data, LoginPassword) and data.login == USER.encode() and data.password == PASSWORD.encode()
+    def authenticate(
+        smtp: Any, session: Any, envelope: Any, mechanism: str, data: Any
+    ) -> AuthResult:
+        ok = (
+            isinstance(data, LoginPassword)
+            and data.login == USER.encode()
+            and data.password == PASSWORD.encode()
+        )
         if ok:
             server.logins.append(USER)
         return AuthResult(success=ok)

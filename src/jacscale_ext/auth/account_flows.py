@@ -259,9 +259,13 @@ async def send_verification(request: Request, app: AppContext) -> Response:
         "Send it as {\"token\": ...} to POST /user/verify-identity.\n\n",
     )  # fmt: skip
     try:
-        sent = await send_email(app, EmailMessage(user.email, "Verify your email", text, "verify_email"))
+        sent = await send_email(
+            app, EmailMessage(user.email, "Verify your email", text, "verify_email")
+        )
     except Exception as exc:
-        raise ApiError("UNAVAILABLE", "The verification email could not be sent; try later") from exc
+        raise ApiError(
+            "UNAVAILABLE", "The verification email could not be sent; try later"
+        ) from exc
     return flat({"status": "pending_verification", "email_sent": sent}, 202)
 
 

@@ -7,7 +7,12 @@
   const $ = (id) => document.getElementById(id);
   const { api, el } = Pages;
   const body = document.body;
-  const BIG = 1500; // above this many nodes: cheap layout, no labels while moving
+  const BIG = 1500; // above this many drawn nodes: cheap style, preset grid
+  const TREE = 300; // up to this many drawn nodes: a tree layout, else a preset grid
+  const PAGE = 1000; // nodes drawn per step; the rest wait for "Draw more"
+  const entities = new Map(); // id -> the /traverse entity (kept out of cytoscape's data)
+  let pendingNodes = [];
+  let pendingEdges = [];
   let cy = null;
   let selected = null;
   let walkers = {};
@@ -35,14 +40,15 @@
   }
 
   function elementsOf(result) {
+    for (const item of [...result.nodes, ...result.edges]) entities.set(item._jac_id, item);
     const nodes = result.nodes.map((n) => ({
       group: "nodes",
-      data: { id: n._jac_id, label: labelOf(n), type: n._jac_type, entity: n,
+      data: { id: n._jac_id, label: labelOf(n), type: n._jac_type,
               color: n._jac_type === "Root" ? "#333" : "hsl(" + hue(n._jac_type) + ",60%,45%)" },
     }));
     const edges = result.edges.map((e) => ({
       group: "edges",
-      data: { id: e._jac_id, source: e.source, target: e.target, type: e._jac_type, entity: e,
+      data: { id: e._jac_id, source: e.source, target: e.target, type: e._jac_type,
               label: e._jac_type === "GenericEdge" ? "" : labelOf(e) },
     }));
     return [...nodes, ...edges];
@@ -70,17 +76,74 @@
   function status(text) { $("status").textContent = text; }
 
   function counts() {
-    status(cy.nodes().length + " nodes, " + cy.edges().length + " edges");
+    const more = pendingNodes.length ? " (" + pendingNodes.length + " more not drawn yet)" : "";
+    status(cy.nodes().length + " nodes, " + cy.edges().length + " edges" + more);
+    $("more").hidden = pendingNodes.length === 0;
+  }
+
+  // Queue elements that are not drawn yet (`first`: ahead of the queue), then draw a page.
+  function queue(elements, first) {
+    const nodes = [], edges = [];
+    for (const item of elements) {
+      const existing = cy.$id(item.data.id);
+      if (existing.nonempty()) existing.data(item.data); // fields may have changed
+      else (item.group === "nodes" ? nodes : edges).push(item);
+    }
+    const known = new Set(pendingNodes.map((n) => n.data.id));
+    const fresh = nodes.filter((n) => !known.has(n.data.id));
+    pendingNodes = first ? [...fresh, ...pendingNodes] : [...pendingNodes, ...fresh];
+    pendingEdges.push(...edges);
+    return drawMore();
+  }
+
+  function drawMore() {
+    const take = pendingNodes.splice(0, PAGE);
+    setBig(cy.nodes().length + take.length > BIG);
+    let added = cy.collection();
+    cy.batch(() => {
+      added = cy.add(take);
+      const ready = [], waiting = [];
+      for (const e of pendingEdges) {
+        if (cy.$id(e.data.id).nonempty()) continue;
+        const ends = cy.$id(e.data.source).nonempty() && cy.$id(e.data.target).nonempty();
+        (ends ? ready : waiting).push(e);
+      }
+      pendingEdges = waiting;
+      added = added.union(cy.add(ready));
+    });
+    return added;
+  }
+
+  // Big graphs get a cheap look: straight edges, no arrows, no labels, a preset grid.
+  function setBig(big) {
+    if (cy.scratch("big") === big) return;
+    cy.scratch("big", big);
+    cy.style()
+      .selector("node").style("label", big ? "" : "data(label)")
+      .selector("edge").style({
+        "curve-style": big ? "haystack" : "bezier",
+        "target-arrow-shape": big ? "none" : "triangle",
+        label: big ? "" : "data(label)",
+      })
+      .update();
+  }
+
+  function gridPositions(eles) {
+    const nodes = eles.nodes();
+    const side = Math.ceil(Math.sqrt(nodes.length));
+    nodes.forEach((n, i) => { n.position({ x: (i % side) * 60, y: Math.floor(i / side) * 60 }); });
   }
 
   function layout(eles) {
-    const big = cy.nodes().length > BIG;
-    const options = big
-      ? { name: "grid", animate: false, avoidOverlap: false }
-      : { name: "breadthfirst", directed: true, spacingFactor: 1.1, animate: false,
-          roots: cy.nodes('[type = "Root"]') };
-    (eles || cy.elements()).layout(options).run();
-    cy.style().selector("node").style("label", big ? "" : "data(label)").update();
+    setBig(cy.nodes().length > BIG);
+    if (cy.nodes().length > TREE) {
+      cy.batch(() => gridPositions(eles || cy.elements()));
+      return;
+    }
+    (eles || cy.elements()).layout({
+      name: "breadthfirst", directed: true, spacingFactor: 1.1, animate: false,
+      roots: cy.nodes('[type = "Root"]'),
+    }).run();
   }
 
   function fit() {
@@ -97,7 +160,10 @@
     try {
       const result = await traverse(null, depth);
       cy.elements().remove();
-      cy.add(elementsOf(result));
+      entities.clear();
+      pendingNodes = [];
+      pendingEdges = [];
+      queue(elementsOf(result), false);
       layout();
       fit();
       counts();
@@ -108,23 +174,10 @@
     }
   }
 
-  function merge(result) {
-    const fresh = [];
-    for (const item of elementsOf(result)) {
-      const existing = cy.$id(item.data.id);
-      if (existing.nonempty()) {
-        existing.data(item.data); // fields may have changed
-      } else {
-        fresh.push(item);
-      }
-    }
-    return cy.add(fresh);
-  }
-
   async function expand(id) {
     status("expanding…");
     try {
-      const added = merge(await traverse(id, 1));
+      const added = queue(elementsOf(await traverse(id, 1)), true);
       if (added.nodes().length && cy.nodes().length <= BIG) {
         layout();
         fit();
@@ -160,7 +213,7 @@
     selected = id;
     cy.$(":selected").unselect();
     node.select();
-    const entity = node.data("entity");
+    const entity = entities.get(id);
     $("node-title").textContent = entity._jac_type + " " + id;
     $("node-fields").textContent = JSON.stringify(fieldsOf(entity), null, 2);
     $("expand").disabled = false;
@@ -283,6 +336,12 @@
       cy.on("tap", "node", (ev) => show(ev.target.id()));
       cy.on("dbltap", "node", (ev) => expand(ev.target.id()));
       $("reload").addEventListener("click", reload);
+      $("more").addEventListener("click", () => {
+        drawMore();
+        layout();
+        fit();
+        counts();
+      });
       $("expand").addEventListener("click", () => selected && expand(selected));
       $("walker").addEventListener("change", buildForm);
       $("spawn").addEventListener("click", spawn);
