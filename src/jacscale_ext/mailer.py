@@ -126,6 +126,12 @@ def jacscale_config_sections() -> dict[str, type]:
     return {SECTION: EmailConfig}
 
 
+@hookimpl
+def jacscale_startup(app: AppContext) -> None:
+    """Check `[plugins.scale.email]` once, so a bad value stops start-up, not a request."""
+    config_of(app)
+
+
 @hookimpl(trylast=True)
 async def jacscale_send_email(app: AppContext, message: EmailMessage) -> bool:
     """The built-in mailer: SMTP when configured, else a log line without the body."""
