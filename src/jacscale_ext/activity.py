@@ -23,6 +23,7 @@ from jacscale_core.plugins import hookimpl
 from jacscale_ext.access_log import method_label, route_template
 
 STATE_KEY = "activity"
+ADMIN_SECTION = "plugins.scale.admin"  # jacscale_ext.admin shows what this counts
 MAX_ROUTES = 500
 RECENT_ERRORS = 100
 
@@ -133,8 +134,9 @@ class ActivityMiddleware:
 
 @hookimpl
 def jacscale_middleware(app: AppContext) -> list[Any]:
-    """The counting middleware."""
-    return [Middleware(ActivityMiddleware, ctx=app)]
+    """The counting middleware, while the admin console that shows it is on."""
+    admin = app.config_section(ADMIN_SECTION)
+    return [Middleware(ActivityMiddleware, ctx=app)] if admin.enabled else []
 
 
 @hookimpl

@@ -127,7 +127,7 @@ def jacscale_config_sections() -> dict[str, type]:
 
 
 @hookimpl
-def jacscale_startup(app: AppContext) -> None:
+async def jacscale_startup(app: AppContext) -> None:
     """Check `[plugins.scale.email]` once, so a bad value stops start-up, not a request."""
     config_of(app)
 

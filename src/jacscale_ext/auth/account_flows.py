@@ -178,12 +178,16 @@ async def send_reset(app: AppContext, user: UserRecord, *, background: bool) -> 
 
 
 async def _forgot_in_background(app: AppContext, key: str) -> None:
-    state = get_state(app)
-    user = await _blocking(state.accounts.store.find, key)
-    if user is None or user.disabled or not user.email:
-        log.info("password reset asked for an account without a mailbox: nothing sent")
-        return
-    await send_reset(app, user, background=True)
+    """After the answer went out: find the account and mail it a reset token (errors logged)."""
+    try:
+        state = get_state(app)
+        user = await _blocking(state.accounts.store.find, key)
+        if user is None or user.disabled or not user.email:
+            log.info("password reset asked for an account without a mailbox: nothing sent")
+            return
+        await send_reset(app, user, background=True)
+    except Exception:
+        log.exception("password reset request could not be completed")
 
 
 async def forgot_password(request: Request, app: AppContext) -> Response:
