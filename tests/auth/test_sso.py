@@ -439,3 +439,19 @@ def test_auto_register_off_refuses_unknown_identities() -> None:
         assert again.user_id == user.user_id and not created
 
     anyio.run(main)
+
+
+def test_disabled_account_cannot_sign_in(client: TestClient) -> None:
+    body = sign_in(client).json()
+    accounts = client.app.state.jacscale.state["auth"].accounts  # type: ignore[attr-defined]
+    accounts.store.update(body["user_id"], {"disabled": True}, new_session=True)
+    accounts._forget(body["user_id"])
+    try:
+        refused = sign_in(client)
+        assert refused.status_code == 403
+        assert refused.json()["error"]["message"] == "This account is disabled"
+        assert client.get("/user/me", headers=bearer(body["access_token"])).status_code == 401
+    finally:
+        accounts.store.update(body["user_id"], {"disabled": False})
+        accounts._forget(body["user_id"])
+

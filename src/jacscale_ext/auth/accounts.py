@@ -349,11 +349,15 @@ class Accounts:
         sso_key = f"sso:{platform}:{subject}"
         user = await self._run(self.store.find, sso_key)
         if user is not None:
+            if user.disabled:
+                raise ApiError("FORBIDDEN", ACCOUNT_DISABLED)
             return user, False
         email_key = identity_key("email", email) if email else None
         if email_key and email_verified and link_by_email:
             user = await self._run(self.store.find, email_key)
             if user is not None:
+                if user.disabled:
+                    raise ApiError("FORBIDDEN", ACCOUNT_DISABLED)
                 sso = {**user.sso, platform: subject}
                 await self._run(
                     self.store.link, user.user_id, sso_key, {"sso": sso, "email_verified": True}
