@@ -21,7 +21,7 @@ from jacscale_ext.auth.action_tokens import TOKENS, token_hash
 from tests.auth.helpers import FAST_ENV, PASSWORD, bearer, login, register, unique_email, write_app
 from tests.support.smtp_server import SmtpServer, smtp_server
 
-SOURCE = (Path(__file__).resolve().parents[2] / "examples" / "10_graph_explorer.jac").read_text()
+SOURCE = (Path(__file__).resolve().parents[2] / "examples" / "11_graph_explorer.jac").read_text()
 TOKEN_RE = re.compile(r"^([A-Za-z0-9_-]{40,})\r?$", re.MULTILINE)
 
 
