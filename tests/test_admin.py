@@ -295,3 +295,24 @@ def test_admin_can_be_switched_off(tmp_path: Path) -> None:
     with TestApp(app, tmp_path / "data", env=FAST_ENV) as c:
         assert c.get("/admin").status_code == 404
         assert c.get("/admin/api/users").status_code == 404
+
+
+def test_scheduled_jobs_are_listed(tmp_path: Path) -> None:
+    scheduler_app = Path(__file__).resolve().parents[1] / "examples" / "10_scheduler.jac"
+    app = write_app(tmp_path, scheduler_app.read_text())
+    with TestApp(app, tmp_path / "data", env=FAST_ENV) as c:
+        email = unique_email("jobs")
+        user = register(c, email)
+        accounts = c.app.state.jacscale.state["auth"].accounts  # type: ignore[attr-defined]
+        accounts.store.update(user["user_id"], {"role": "admin"})
+        token = login(c, email)["access_token"]
+        made = c.post("/jobs", headers=bearer(token),
+                      json={"walker_or_function": "remind", "trigger": "interval", "interval": 60,
+                            "args": {"text": "stretch"}})  # fmt: skip
+        assert made.status_code == 201, made.text
+        answer = c.get("/admin/api/jobs", headers=bearer(token)).json()
+    assert answer["available"] is True
+    names = {(j["walker_or_function"], j["static"]) for j in answer["jobs"]}
+    assert ("heartbeat", True) in names and ("remind", False) in names
+    mine = next(j for j in answer["jobs"] if not j["static"])
+    assert mine["created_by"] == user["user_id"] and mine["interval"] == 60

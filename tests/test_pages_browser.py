@@ -222,6 +222,8 @@ def test_admin_disables_a_user_who_then_cannot_log_in(
     )
     assert "seed" in browser.find_element(By.ID, "walkers").text
     screenshot(browser, tmp_path, "admin-metrics")
+    browser.find_element(By.CSS_SELECTOR, 'nav.tabs button[data-tab="jobs"]').click()
+    wait(browser, lambda d: d.find_element(By.ID, "jobs-status").text == "0 jobs", "no jobs tab")
     browser.find_element(By.CSS_SELECTOR, 'nav.tabs button[data-tab="config"]').click()
     wait(
         browser,
@@ -240,7 +242,9 @@ def test_ten_thousand_nodes_stay_usable(browser: WebDriver, base: str, tmp_path:
     email = "many@example.com"
     with httpx.Client(base_url=base, timeout=120) as http:
         http.post("/user/register", json={"email": email, "password": PASSWORD})
-        token = http.post("/user/login", json={"email": email, "password": PASSWORD}).json()["access_token"]
+        token = http.post("/user/login", json={"email": email, "password": PASSWORD}).json()[
+            "access_token"
+        ]
         made = http.post("/walker/add_people", json={"count": 9_999},
                          headers={"Authorization": f"Bearer {token}"})  # fmt: skip
         assert made.status_code == 200, made.text

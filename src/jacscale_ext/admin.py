@@ -13,7 +13,9 @@ There is no default admin: `jacscale admin create app.jac --email ...` makes one
   must choose a new password;
 - `GET /admin/api/config`: the effective configuration, secrets redacted;
 - `GET /admin/api/metrics`: request and walker counts and latencies of this worker;
-- `GET /admin/api/errors`: recent 5xx answers with their request ids.
+- `GET /admin/api/errors`: recent 5xx answers with their request ids;
+- `GET /admin/api/jobs`: every scheduled job (static and every user's), from the
+  scheduler's job store.
 
 `[plugins.scale.admin] enabled = false` removes every route.
 """
@@ -42,6 +44,7 @@ from jacscale_ext.auth.schemas import require_object
 from jacscale_ext.auth.state import get_state
 from jacscale_ext.auth.users import UserRecord
 from jacscale_ext.pages import asset_response, page_response
+from jacscale_ext.scheduler.state import STATE_KEY as SCHEDULER_KEY
 
 SECTION = "plugins.scale.admin"
 ROLES = ("user", "admin")
@@ -172,6 +175,7 @@ ADMIN_PAGE = """<!doctype html>
     <button data-tab="users" class="active">Users</button>
     <button data-tab="metrics">Metrics</button>
     <button data-tab="errors">Recent errors</button>
+    <button data-tab="jobs">Scheduled jobs</button>
     <button data-tab="config">Configuration</button>
   </nav>
   <section id="tab-users" class="tab">
@@ -190,6 +194,11 @@ ADMIN_PAGE = """<!doctype html>
   <section id="tab-errors" class="tab" hidden>
     <table id="errors"><thead><tr><th>Time</th><th>Request id</th><th>Method</th><th>Route</th>
       <th>Status</th></tr></thead><tbody></tbody></table>
+  </section>
+  <section id="tab-jobs" class="tab" hidden>
+    <table id="jobs"><thead><tr><th>Walker or function</th><th>Trigger</th><th>Owner</th>
+      <th>Next run</th><th>Last run</th><th>Last status</th><th>Runs</th></tr></thead><tbody></tbody></table>
+    <p id="jobs-status" class="muted" role="status"></p>
   </section>
   <section id="tab-config" class="tab" hidden><pre id="config"></pre></section>
 </main>
@@ -291,6 +300,16 @@ def admin_routes(app: AppContext, config: AdminConfig) -> list[Route]:
         await require_admin(request, app)
         return flat(activity_of(app).snapshot(), headers=NO_STORE)
 
+    async def jobs(request: Request) -> Response:
+        await require_admin(request, app)
+        scheduler = app.state.get(SCHEDULER_KEY)
+        store = getattr(scheduler, "store", None)
+        if store is None:
+            return flat({"available": False, "jobs": []}, headers=NO_STORE)
+        found = await _blocking(store.all)
+        found.sort(key=lambda j: (not j.static, j.created_at, j.job_id))
+        return flat({"available": True, "jobs": [j.public() for j in found]}, headers=NO_STORE)
+
     async def errors(request: Request) -> Response:
         await require_admin(request, app)
         recent = list(reversed(activity_of(app).errors))
@@ -305,6 +324,7 @@ def admin_routes(app: AppContext, config: AdminConfig) -> list[Route]:
         Route("/admin/api/config", config_view, methods=["GET"]),
         Route("/admin/api/metrics", metrics, methods=["GET"]),
         Route("/admin/api/errors", errors, methods=["GET"]),
+        Route("/admin/api/jobs", jobs, methods=["GET"]),
     ]
 
 
@@ -380,4 +400,5 @@ def jacscale_openapi_paths(app: AppContext) -> dict[str, Any]:
         "/admin/api/config": {"get": _op("Effective configuration, secrets redacted", "admin_config")},
         "/admin/api/metrics": {"get": _op("Request and walker counts and latencies", "admin_metrics")},
         "/admin/api/errors": {"get": _op("Recent 5xx answers with request ids", "admin_errors")},
+        "/admin/api/jobs": {"get": _op("Every scheduled job (static and users')", "admin_jobs")},
     }  # fmt: skip

@@ -64,11 +64,20 @@
     rows("errors", e.errors, (x) => [when(x.at), x.request_id, x.method, x.path, x.status]);
   }
 
+  async function loadJobs() {
+    const answer = await api("GET", "admin/api/jobs");
+    rows("jobs", answer.jobs, (j) => [
+      j.walker_or_function, j.trigger + " " + (j.interval !== null ? j.interval + " s" : j.cron || j.date || ""),
+      j.static ? "(program)" : j.created_by, j.next_run_at || "", j.last_run_at || "",
+      j.last_status || "", j.run_count]);
+    $("jobs-status").textContent = answer.available ? answer.jobs.length + " jobs" : "No job store: the scheduler is unavailable.";
+  }
+
   async function loadConfig() {
     $("config").textContent = JSON.stringify(await api("GET", "admin/api/config"), null, 2);
   }
 
-  const loaders = { users: loadUsers, metrics: loadMetrics, errors: loadErrors, config: loadConfig };
+  const loaders = { users: loadUsers, metrics: loadMetrics, errors: loadErrors, jobs: loadJobs, config: loadConfig };
 
   async function showTab(name) {
     for (const b of document.querySelectorAll("nav.tabs button")) b.classList.toggle("active", b.dataset.tab === name);
