@@ -24,7 +24,7 @@ from tests.auth.helpers import (
     write_app,
 )
 
-SOURCE = (Path(__file__).resolve().parents[1] / "examples" / "11_graph_explorer.jac").read_text()
+SOURCE = (Path(__file__).resolve().parents[1] / "examples" / "12_graph_explorer.jac").read_text()
 ADMIN_PASSWORD = "admin-pass-123"
 
 

@@ -19,7 +19,7 @@ from tests.support.smtp_server import SmtpServer, smtp_server
 pytestmark = pytest.mark.skipif(
     shutil.which("curl") is None or shutil.which("jq") is None, reason="needs curl and jq"
 )
-SOURCE = (REPO / "examples" / "11_graph_explorer.jac").read_text()
+SOURCE = (REPO / "examples" / "12_graph_explorer.jac").read_text()
 # Lines that set up the reader's own machine; the test has its own server and SMTP server.
 SETUP = (".venv/bin/python -m aiosmtpd", "mkdir ", "printf ", ".venv/bin/jacscale serve")
 TOKEN_RE = re.compile(r"^([A-Za-z0-9_-]{40,})\r?$", re.MULTILINE)

@@ -12,7 +12,7 @@ from jacscale_core.testing import TestApp
 from jacscale_ext.graph import label_of
 from tests.auth.helpers import FAST_ENV, bearer, login, register, unique_email, write_app
 
-SOURCE = (Path(__file__).resolve().parents[1] / "examples" / "11_graph_explorer.jac").read_text()
+SOURCE = (Path(__file__).resolve().parents[1] / "examples" / "12_graph_explorer.jac").read_text()
 
 
 @pytest.fixture(scope="module")

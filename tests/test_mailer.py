@@ -16,7 +16,7 @@ from jacscale_ext.mailer import EmailConfig, EmailMessage, mask_address, smtp_se
 from tests.auth.helpers import FAST_ENV, bearer, login, register, unique_email, write_app
 from tests.support.smtp_server import SmtpServer, _Handler, make_certificate, smtp_server
 
-SOURCE = (Path(__file__).resolve().parents[1] / "examples" / "11_graph_explorer.jac").read_text()
+SOURCE = (Path(__file__).resolve().parents[1] / "examples" / "12_graph_explorer.jac").read_text()
 
 
 class Capture:

@@ -30,7 +30,7 @@ from jacscale_core.testing import running_server
 from tests.auth.helpers import FAST_ENV, PASSWORD, write_app
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCE = (REPO / "examples" / "11_graph_explorer.jac").read_text()
+SOURCE = (REPO / "examples" / "12_graph_explorer.jac").read_text()
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 ADMIN_EMAIL, ADMIN_PASSWORD = "admin@example.com", "admin-pass-123"

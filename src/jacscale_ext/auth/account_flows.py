@@ -31,7 +31,9 @@ from starlette.routing import Route
 from jacscale_core.context import AppContext
 from jacscale_core.errors import ApiError
 from jacscale_core.plugins import hookimpl
+from jacscale_core.middleware import request_id_of
 from jacscale_ext.auth.accounts import rate_limited
+from jacscale_ext.auth.answers import with_envelope
 from jacscale_ext.auth.action_tokens import ActionTokens
 from jacscale_ext.auth.openapi import BEARER, TAG
 from jacscale_ext.auth.routes import NO_STORE, current_principal, flat, read_json
@@ -86,6 +88,17 @@ def get_flows(app: AppContext) -> Flows:
 
 async def _blocking(fn: Any, *args: Any, **kwargs: Any) -> Any:
     return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs))
+
+
+def answer(
+    request: Request,
+    payload: dict[str, Any],
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """Flat JSON plus jac-scale's envelope keys (`data` holds the same fields), like /user/*."""
+    body = with_envelope(payload, dict(payload), request_id_of(request.scope), status)
+    return flat(body, status, headers=headers)
 
 
 def _link(template: str, token: str) -> str:
@@ -196,9 +209,9 @@ async def forgot_password(request: Request, app: AppContext) -> Response:
     kind, value = _one_identity(await read_json(request))
     key = identity_key(kind, value)
     _count_email(flows, key, flows.auth.client_ip(request))
-    answer = flat(FORGOT_ANSWER)
-    answer.background = BackgroundTask(_forgot_in_background, app, key)
-    return answer
+    response = answer(request, FORGOT_ANSWER)
+    response.background = BackgroundTask(_forgot_in_background, app, key)
+    return response
 
 
 async def reset_password(request: Request, app: AppContext) -> Response:
@@ -223,7 +236,9 @@ async def reset_password(request: Request, app: AppContext) -> Response:
     await _blocking(state.accounts.store.update, user.user_id, fields, new_session=True)
     state.accounts._forget(user.user_id)
     log.info("password reset by emailed token for user %s", user.user_id)
-    return flat({"status": "password_reset", "message": "Password updated; log in again"})
+    return answer(
+        request, {"status": "password_reset", "message": "Password updated; log in again"}
+    )
 
 
 # --------------------------------------------------------------------------
@@ -251,7 +266,7 @@ async def send_verification(request: Request, app: AppContext) -> Response:
     if not user.email:
         raise ApiError("NOT_FOUND", "Your account has no email; add one with /user/add-identity")
     if user.email_verified:
-        return flat({"status": "already_verified", "email": user.email})
+        return answer(request, {"status": "already_verified", "email": user.email})
     _count_email(flows, identity_key("email", user.email), state.client_ip(request))
     ttl = state.auth.verify_token_ttl_seconds
     token = await _blocking(flows.tokens.issue, user.user_id, VERIFY, user.email, ttl)
@@ -270,7 +285,7 @@ async def send_verification(request: Request, app: AppContext) -> Response:
         raise ApiError(
             "UNAVAILABLE", "The verification email could not be sent; try later"
         ) from exc
-    return flat({"status": "pending_verification", "email_sent": sent}, 202)
+    return answer(request, {"status": "pending_verification", "email_sent": sent}, 202)
 
 
 async def verify_identity(request: Request, app: AppContext) -> Response:
@@ -290,7 +305,7 @@ async def verify_identity(request: Request, app: AppContext) -> Response:
     await _blocking(state.accounts.store.update, user.user_id, {"email_verified": True})
     state.accounts._forget(user.user_id)
     log.info("email verified for user %s (%s)", user.user_id, mask_address(found.identity))
-    return flat({"status": "verified", "identity": found.identity})
+    return answer(request, {"status": "verified", "identity": found.identity})
 
 
 async def add_identity(request: Request, app: AppContext) -> Response:
@@ -322,7 +337,7 @@ async def add_identity(request: Request, app: AppContext) -> Response:
     body: dict[str, Any] = {"status": "added", kind: value}
     if kind == "email":
         body["verified"] = False
-    return flat(body)
+    return answer(request, body)
 
 
 async def update_me(request: Request, app: AppContext) -> Response:
@@ -347,7 +362,7 @@ async def update_me(request: Request, app: AppContext) -> Response:
     p.raise_if_any()
     await _blocking(state.accounts.store.update, user.user_id, {"profile": merged})
     state.accounts._forget(user.user_id)
-    return flat({"message": "Profile updated", "profile": merged}, headers=NO_STORE)
+    return answer(request, {"message": "Profile updated", "profile": merged}, headers=NO_STORE)
 
 
 # --------------------------------------------------------------------------
