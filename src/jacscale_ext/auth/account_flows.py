@@ -30,11 +30,11 @@ from starlette.routing import Route
 
 from jacscale_core.context import AppContext
 from jacscale_core.errors import ApiError
-from jacscale_core.plugins import hookimpl
 from jacscale_core.middleware import request_id_of
+from jacscale_core.plugins import hookimpl
 from jacscale_ext.auth.accounts import rate_limited
-from jacscale_ext.auth.answers import with_envelope
 from jacscale_ext.auth.action_tokens import ActionTokens
+from jacscale_ext.auth.answers import with_envelope
 from jacscale_ext.auth.openapi import BEARER, TAG
 from jacscale_ext.auth.routes import NO_STORE, current_principal, flat, read_json
 from jacscale_ext.auth.schemas import (
