@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from jacscale_core import jac_plugin
 from jacscale_core.config import Settings, load_settings
 from jacscale_core.context import AppContext
+from jacscale_core.data_scan import log_unloadable_records
 from jacscale_core.errors import ApiError
 from jacscale_core.executor import Executor
 from jacscale_core.http_endpoints import endpoint_routes, error_response
@@ -44,6 +45,7 @@ from jacscale_core.middleware import (
 from jacscale_core.plugins import await_me_maybe, check_hookimpls, make_plugin_manager
 from jacscale_core.program import Program, load_program
 from jacscale_core.routing import IndexedRouter
+from jacscale_core.schema import Schema
 
 log = logging.getLogger("jacscale")
 
@@ -93,8 +95,10 @@ def build_context(
         raise RuntimeError("no plugin provides a graph store (is jacscale_ext.sqlite_store disabled?)")
     app.store = store
     cache = pm.hook.jacscale_cache_tier(app=app)
+    tier = SharedTier(store, cache)
+    tier.schema = Schema(settings.section("plugins.scale.schema"), (program.module,))
     app.executor = Executor(
-        SharedTier(store, cache),
+        tier,
         pool_size=settings.server.thread_pool_size,
         max_replays=settings.api.max_replays,
     )
@@ -117,6 +121,7 @@ async def startup(app: AppContext) -> None:
         return
     app.state["kernel.started"] = True
     await asyncio.to_thread(app.executor.ensure_roots)
+    await asyncio.to_thread(log_unloadable_records, app)
     for result in app.pm.hook.jacscale_startup(app=app):
         await await_me_maybe(result)
     _settle_garbage_collector()

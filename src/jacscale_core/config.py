@@ -58,8 +58,22 @@ class DatabaseConfig(msgspec.Struct, kw_only=True):
     redis_url: str | None = None
 
 
+class SchemaConfig(msgspec.Struct, kw_only=True):
+    """`[plugins.scale.schema]`: how records written by older code are read (see schema.py).
+
+    Type names are class names (`Todo`), optionally with their module
+    (`app.Todo`); field rules are keyed by the current class name.
+    """
+
+    rename_types: dict[str, str] = msgspec.field(default_factory=dict)
+    rename_fields: dict[str, dict[str, str]] = msgspec.field(default_factory=dict)
+    drop_fields: dict[str, list[str]] = msgspec.field(default_factory=dict)
+    defaults: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+
+
 KERNEL_SECTIONS: dict[str, type] = {
     "plugins.scale.api": ApiConfig,
+    "plugins.scale.schema": SchemaConfig,
     "plugins.scale.server": ServerConfig,
     "plugins.scale.database": DatabaseConfig,
 }

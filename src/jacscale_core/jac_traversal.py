@@ -31,6 +31,7 @@ from jaclang.jac0core.runtime import JacRuntimeInterface, plugin_manager, resolv
 from jaclang.runtimelib import planner  # type: ignore[attr-defined]
 
 from jacscale_core.memory import RequestMemory
+from jacscale_core.schema import PLACEHOLDER_TYPES
 
 _OUT_OR_ANY = (EdgeDir.OUT, EdgeDir.ANY)
 _IN_OR_ANY = (EdgeDir.IN, EdgeDir.ANY)
@@ -130,11 +131,14 @@ def edges_to_nodes(origin: list[Any], destination: Any) -> list[Any]:
                 _drop_dead_edge(mem, nanch, edge, source, target)
                 continue
             effective = EdgeDir.ANY if edge.is_undirected else direction
+            if type(edge.archetype) in PLACEHOLDER_TYPES:
+                continue  # a quarantined record: skipped by every traversal
             if edge_filter(edge.archetype) and source.archetype and target.archetype:
                 if (
                     effective in _OUT_OR_ANY
                     and nanch == source
                     and node_filter(target.archetype)
+                    and type(target.archetype) not in PLACEHOLDER_TYPES
                     and can_read(target)
                 ):
                     nodes[target] = target.archetype
@@ -142,6 +146,7 @@ def edges_to_nodes(origin: list[Any], destination: Any) -> list[Any]:
                     effective in _IN_OR_ANY
                     and nanch == target
                     and node_filter(source.archetype)
+                    and type(source.archetype) not in PLACEHOLDER_TYPES
                     and can_read(source)
                 ):
                     nodes[source] = source.archetype

@@ -16,7 +16,6 @@ between requests but immutable records, so a failed request leaves nothing behin
 
 from __future__ import annotations
 
-import pickle
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -42,6 +41,7 @@ from jaclang.jac0core.archetype import (
 from jaclang.runtimelib.changeset import ChangeSet
 from jaclang.runtimelib.memory import TieredMemory
 
+from jacscale_core.schema import QUARANTINE_KEY, Schema, pack_state
 from jacscale_core.store import (
     AnchorKind,
     AnchorRecord,
@@ -305,68 +305,57 @@ def encode_state(anchor: Anchor) -> bytes:
     if isinstance(anchor, EdgeAnchor):
         extra = (anchor.source.id.bytes, anchor.target.id.bytes, anchor.is_undirected)
     root = anchor.root.bytes if anchor.root is not None else None
-    payload = (type(arch), fields, root, _access_tuple(anchor.access), extra)
-    return pickle.dumps(payload, protocol=PICKLE_PROTOCOL)
+    return pack_state((type(arch), fields, root, _access_tuple(anchor.access), extra))
 
 
-_defaults_cache: dict[type, list[tuple[str, Any, Any]]] = {}
-
-
-def _fill_missing_fields(cls: type, d: dict[str, Any]) -> None:
-    """Give fields added to `cls` since the record was written their defaults (in `d`)."""
-    import dataclasses
-
-    specs = _defaults_cache.get(cls)
-    if specs is None:
-        specs = []
-        if dataclasses.is_dataclass(cls):
-            for f in dataclasses.fields(cls):
-                specs.append((f.name, f.default, f.default_factory))
-        _defaults_cache[cls] = specs
-    for name, default, factory in specs:
-        if name not in d:
-            if default is not dataclasses.MISSING:
-                d[name] = default
-            elif factory is not dataclasses.MISSING:
-                d[name] = factory()
-
-
-def _memo(record: AnchorRecord) -> tuple[Any, ...]:
+def _memo(record: AnchorRecord, schema: Schema) -> tuple[Any, ...]:
     """The decoded, shareable parts of a record (cached on the record).
 
     Field values are shared between requests only when every one is immutable
     and the class tracks writes (track_writes): then a request's archetype gets a
     copy of the field dict, and an unmarked archetype provably still equals it.
     Otherwise `fields` is None and every decode unpickles its own values.
+
+    The payload is fitted to the current program first (`Schema.decode`). When
+    that changed it, `base` is the fitted payload's encoding: an object nobody
+    touches then encodes to it and is not written back (its record keeps the
+    stored fields until a real write). A record that cannot be fitted carries
+    its quarantine reason and loads as a placeholder.
     """
-    cls, fields, root, access, extra = pickle.loads(record.state)
-    _fill_missing_fields(cls, fields)
+    decoded = schema.decode(record.state, record.kind)
+    cls, fields, extra = decoded.cls, decoded.fields, decoded.extra
+    base = record.state
+    quarantine = decoded.quarantine
+    if quarantine is not None:
+        fields = {QUARANTINE_KEY: quarantine}
+    elif decoded.changed:
+        base = pack_state((cls, fields, decoded.root, decoded.access, extra))
     shareable = _tracked(cls) and all(isinstance(v, _IMMUTABLE) for v in fields.values())
-    if record.kind == "edge":
+    if record.kind == "edge" and len(extra) == 3:
         source_id, target_id, undirected = extra
         extra = (intern_uuid(source_id), intern_uuid(target_id), undirected)
     return (
         cls,
         fields if shareable else None,
-        intern_uuid(root) if root is not None else None,
-        access,
+        intern_uuid(decoded.root) if decoded.root is not None else None,
+        decoded.access,
         extra,
+        base,
+        quarantine,
     )
 
 
-def decode_record(record: AnchorRecord) -> Anchor:
+def decode_record(record: AnchorRecord, schema: Schema | None = None) -> Anchor:
     """Build a fresh, private anchor from a committed record."""
     memo = record.memo
     if memo is None:
-        memo = record.memo = _memo(record)
-    cls, shared_fields, root, access, extra = memo
+        memo = record.memo = _memo(record, schema or Schema())
+    cls, shared_fields, root, access, extra, base, quarantine = memo
     arch = cls.__new__(cls)
     if shared_fields is not None:
         arch.__dict__.update(shared_fields)
     else:
-        fields = pickle.loads(record.state)[1]
-        _fill_missing_fields(cls, fields)
-        arch.__dict__.update(fields)
+        arch.__dict__.update((schema or Schema()).decode(record.state, record.kind).fields)
     anchor_cls = _ANCHOR_CLASS[record.kind]
     anchor = object.__new__(anchor_cls)
     d = anchor.__dict__
@@ -391,10 +380,12 @@ def decode_record(record: AnchorRecord) -> Anchor:
         d["is_undirected"] = undirected
     elif record.kind == "walker":
         d.update(path=[], next=[], ignores=[], disengaged=False)
-    d["_js_state"] = record.state
+    d["_js_state"] = base
     d["_js_edges"] = record.edges
     d["_js_version"] = record.version
     d["_js_shared"] = shared_fields is not None
+    if quarantine is not None:
+        d["_js_quarantine"] = quarantine
     arch.__dict__["__jac__"] = anchor
     return anchor
 
@@ -492,6 +483,7 @@ class SharedTier:
         self.store = store
         self.l2 = l2
         self.cache = RecordCache()
+        self.schema = Schema()  # the app replaces it with one that knows the program
         self._refresh_lock = threading.Lock()
         # Ids other processes just wrote: read them from the store, not from L2, for
         # a moment (the writer invalidates L2 only after its write is visible).
@@ -649,7 +641,7 @@ class RequestMemory(TieredMemory):  # type: ignore[misc]
         rec = self.tier.load([id]).get(id)
         if rec is None:
             return None
-        anchor = decode_record(rec)
+        anchor = decode_record(rec, self.tier.schema)
         self.__mem__[id] = anchor
         return anchor
 
@@ -670,7 +662,7 @@ class RequestMemory(TieredMemory):  # type: ignore[misc]
         missing = [i for i in ids if i not in loaded and (not deleted or i not in deleted)]
         if missing:
             for rec in self.tier.load_records(missing):
-                loaded[rec.id] = decode_record(rec)
+                loaded[rec.id] = decode_record(rec, self.tier.schema)
 
     def has(self, id: UUID) -> bool:  # jaclang calls it `has`
         """True if the anchor exists in this request or the tiers."""
@@ -777,7 +769,8 @@ class RequestMemory(TieredMemory):  # type: ignore[misc]
             if base_state is None:
                 writes.extend(self._create(anchor, is_node))
                 continue
-            changed = may_have_changed(anchor)
+            # A quarantined placeholder's record is never rewritten (its data stays).
+            changed = "_js_quarantine" not in d and may_have_changed(anchor)
             state = encode_state(anchor) if changed else base_state
             state_changed = changed and state != base_state
             added: tuple[UUID, ...] = ()

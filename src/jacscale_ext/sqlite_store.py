@@ -14,7 +14,7 @@ import os
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -380,6 +380,36 @@ class SqliteGraphStore:
                 (CHANGES_KEPT,),
             )
         return results
+
+    def scan_records(self, batch: int = 1000) -> Iterator[list[AnchorRecord]]:
+        """Every stored record in id order, in batches (not one snapshot).
+
+        Reads through its own read-only connection, so requests served by this
+        store are not held up while a scan runs (`jacscale db`, start-up checks).
+        """
+        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            last = b""
+            while True:
+                rows = conn.execute(
+                    "SELECT id, kind, version, root, is_root, state FROM anchors"
+                    " WHERE id > ? ORDER BY id LIMIT ?",
+                    (last, batch),
+                ).fetchall()
+                if not rows:
+                    return
+                edges: dict[bytes, list[UUID]] = {r[0]: [] for r in rows if r[1] == "node"}
+                if edges:
+                    marks = ",".join("?" * len(edges))
+                    for node, edge in conn.execute(
+                        f"SELECT node, edge FROM edges WHERE node IN ({marks}) ORDER BY node, pos",
+                        list(edges),
+                    ):
+                        edges[node].append(intern_uuid(edge))
+                yield [_record(row, tuple(edges.get(row[0], ()))) for row in rows]
+                last = rows[-1][0]
+        finally:
+            conn.close()
 
     def root_ids(self) -> list[UUID]:
         """Ids of every stored root."""

@@ -37,7 +37,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -252,6 +252,21 @@ class MongoGraphStore:
                 found.pop(anchor_id, None)
             found.update(fresh)
         return found
+
+    def scan_records(self, batch: int = 1000) -> Iterator[list[AnchorRecord]]:
+        """Every stored record in `_id` order, in batches (not one snapshot)."""
+        last: bytes | None = None
+        while True:
+            where: Doc = {} if last is None else {"_id": {"$gt": last}}
+
+            def page(where: Doc = where) -> list[Doc]:
+                return list(self._anchors.find(where).sort("_id", 1).limit(batch))
+
+            docs = self._run("scanning records", page)
+            if not docs:
+                return
+            yield [_record(d) for d in docs]
+            last = bytes(docs[-1]["_id"])
 
     def root_ids(self) -> list[UUID]:
         """Ids of every stored root."""
