@@ -1,4 +1,4 @@
-"""`jacscale serve | routes | plugins | deploy | destroy` (plugins may add more)."""
+"""`jacscale serve | routes | plugins | deploy | destroy | db | import-jac-scale` (plugins may add more)."""
 
 from __future__ import annotations
 
@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
         deploy = None  # type: ignore[assignment]
     if deploy is not None:
         deploy.register_commands(sub)
+    from jacscale_core import data_cli
+
+    data_cli.register_commands(sub)
     make_plugin_manager().hook.jacscale_register_commands(subparsers=sub)
     return parser
 

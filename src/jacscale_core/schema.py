@@ -235,7 +235,9 @@ class _ClassShape:
 class Schema:
     """Fits stored payloads to the current program's classes (one per app)."""
 
-    def __init__(self, config: SchemaConfig | None = None, modules: tuple[ModuleType, ...] = ()) -> None:
+    def __init__(
+        self, config: SchemaConfig | None = None, modules: tuple[ModuleType, ...] = ()
+    ) -> None:
         """Rules from `config`; `modules` are the program's (searched for renamed types)."""
         self.config = config or SchemaConfig()
         self.modules = modules
@@ -297,14 +299,19 @@ class Schema:
                     hints = {}
                 for f in dataclasses.fields(cls):
                     names.append(f.name)
-                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                    if (
+                        f.default is dataclasses.MISSING
+                        and f.default_factory is dataclasses.MISSING
+                    ):
                         required.add(f.name)
                     else:
                         defaults.append((f.name, f.default, f.default_factory))
                     check = _check_for(hints.get(f.name, Any))
                     if check is not None:
                         checks[f.name] = check
-            shape = self._shapes[cls] = _ClassShape(tuple(names), frozenset(required), defaults, checks)
+            shape = self._shapes[cls] = _ClassShape(
+                tuple(names), frozenset(required), defaults, checks
+            )
         return shape
 
     # -- payloads --------------------------------------------------------------
@@ -336,7 +343,9 @@ class Schema:
             return decoded
         decoded.type_name = f"{cls.__module__}.{cls.__qualname__}"
         if missing:
-            decoded.quarantine = f"a field holds a value of type {missing[0]}, which no longer exists"
+            decoded.quarantine = (
+                f"a field holds a value of type {missing[0]}, which no longer exists"
+            )
             decoded.cls = PLACEHOLDERS.get(kind, QuarantinedObject)
             return decoded
         decoded.changed |= self._fit(decoded, for_load)
@@ -382,7 +391,9 @@ class Schema:
         if for_load:
             for field_name, default, factory in shape.defaults:
                 if field_name not in fields:
-                    fields[field_name] = default if default is not dataclasses.MISSING else factory()
+                    fields[field_name] = (
+                        default if default is not dataclasses.MISSING else factory()
+                    )
         for field_name, check in shape.checks.items():
             if field_name not in fields:
                 continue

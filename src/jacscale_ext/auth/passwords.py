@@ -48,6 +48,23 @@ OWASP_MINIMUM = HashParams(memory_kib=19456, time_cost=2, parallelism=1)
 FAST_FOR_TESTS = HashParams(memory_kib=64, time_cost=1, parallelism=1)
 
 
+# Hashes imported from jac-scale 0.2.31 (`jacscale import-jac-scale`) are bcrypt;
+# they verify as they are, and the first successful login replaces them with
+# argon2id (`needs_rehash` is True for anything that is not today's argon2id).
+BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
+
+
+def _bcrypt_verify(stored: str, password: str) -> bool:
+    """True if `password` matches a bcrypt hash (a malformed one never matches)."""
+    import bcrypt
+
+    try:
+        # bcrypt reads at most 72 bytes; jac-scale's bcrypt 4 cut longer ones silently.
+        return bool(bcrypt.checkpw(password.encode()[:72], stored.encode()))
+    except ValueError:
+        return False
+
+
 def _default_concurrency() -> int:
     return max(2, os.cpu_count() or 2)
 
@@ -85,6 +102,8 @@ class PasswordHasher:
         if not stored:
             self._verify_dummy(password)
             return False
+        if stored.startswith(BCRYPT_PREFIXES):
+            return _bcrypt_verify(stored, password)
         try:
             return self._argon.verify(stored, password)
         except VerifyMismatchError:
