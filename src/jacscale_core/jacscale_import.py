@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -38,7 +37,7 @@ from uuid import UUID
 from jacscale_core.context import AppContext
 from jacscale_core.memory import GUEST_ROOT_ID
 from jacscale_core.schema import Schema, pack_state
-from jacscale_core.store import DuplicateKey, GraphStore, RecordWrite, WriteConflict
+from jacscale_core.store import GraphStore, RecordWrite, WriteConflict
 
 RESERVED_USERS = ("__guest__", "__system__")
 MONGO_DATABASE = "jac_db"
@@ -434,14 +433,9 @@ def import_jac_scale(ctx: AppContext, source_ref: str) -> ImportReport:
         for collection, doc in plan.docs:
             store.docs.insert(collection, doc)
             inserted.append((collection, str(doc["_id"])))
-    except (DuplicateKey, Exception) as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure: undo this run's writes, then report
         _undo(store, plan, inserted)
         raise ImportRefused(
             f"writing users failed ({exc}); everything this run wrote was undone"
         ) from None
     return report
-
-
-def iter_lines(report: ImportReport) -> Iterator[str]:
-    """The report's lines (for callers that stream them)."""
-    yield from report.lines()
