@@ -42,6 +42,7 @@ from jacscale_core.errors import ApiError, unauthorized, validation_error
 from jacscale_core.http_endpoints import authenticate, json_response, require_json
 from jacscale_core.middleware import request_id_of
 from jacscale_core.plugins import hookimpl
+from jacscale_core.schema import is_quarantined
 
 SECTION = "plugins.scale.traverse"
 PATH = "/traverse"
@@ -186,7 +187,12 @@ class Walk:
         self.edges: dict[UUID, EdgeAnchor] = {}
 
     def _readable(self, anchor: Any, kind: type) -> bool:
-        return isinstance(anchor, kind) and bool(Jac.check_read_access(anchor))
+        # Quarantined records (their class is gone) are skipped, as by `[-->]`.
+        return (
+            isinstance(anchor, kind)
+            and not is_quarantined(anchor.archetype)
+            and bool(Jac.check_read_access(anchor))
+        )
 
     def _add_node(self, anchor: NodeAnchor) -> bool:
         if anchor.id in self.nodes:
@@ -246,7 +252,7 @@ class Walk:
             loaded = self.mem.batch_get(ids[i : i + LOAD_CHUNK])
             hops: list[tuple[EdgeAnchor, UUID]] = []
             for edge in loaded.values():
-                if not isinstance(edge, EdgeAnchor):
+                if not isinstance(edge, EdgeAnchor) or is_quarantined(edge.archetype):
                     continue
                 if self.edge_types is not None and _type_name(edge) not in self.edge_types:
                     continue
