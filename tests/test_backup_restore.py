@@ -48,7 +48,9 @@ def app(tmp_path: Path) -> Path:
     return target
 
 
-def test_backup_under_write_load_restores_every_acknowledged_write(app: Path, tmp_path: Path) -> None:
+def test_backup_under_write_load_restores_every_acknowledged_write(
+    app: Path, tmp_path: Path
+) -> None:
     live, restored = tmp_path / "live", tmp_path / "restored"
     backup_file = tmp_path / "backups" / "snap.db"
     acked: list[str] = []
@@ -103,11 +105,15 @@ def test_backup_under_write_load_restores_every_acknowledged_write(app: Path, tm
     again = jacscale("db", "restore", str(app), str(backup_file), "--data-dir", str(restored))
     assert again.returncode == 1
     assert "already holds data; pass --force" in again.stderr
-    forced = jacscale("db", "restore", str(app), str(backup_file), "--data-dir", str(restored), "--force")
+    forced = jacscale(
+        "db", "restore", str(app), str(backup_file), "--data-dir", str(restored), "--force"
+    )
     assert forced.returncode == 0, forced.stderr
 
 
-def test_backup_refuses_to_overwrite_and_restore_refuses_a_foreign_file(app: Path, tmp_path: Path) -> None:
+def test_backup_refuses_to_overwrite_and_restore_refuses_a_foreign_file(
+    app: Path, tmp_path: Path
+) -> None:
     data = tmp_path / "data"
     with TestApp(app, data, env=ENV) as client:
         assert client.post("/walker/increment").status_code == 200
@@ -118,7 +124,9 @@ def test_backup_refuses_to_overwrite_and_restore_refuses_a_foreign_file(app: Pat
     assert existing.read_text() == "keep me"
     result = jacscale("db", "restore", str(app), str(existing), "--data-dir", str(tmp_path / "new"))
     assert result.returncode == 1 and "not a readable SQLite database" in result.stderr
-    result = jacscale("db", "restore", str(app), str(tmp_path / "nope.db"), "--data-dir", str(tmp_path / "new"))
+    result = jacscale(
+        "db", "restore", str(app), str(tmp_path / "nope.db"), "--data-dir", str(tmp_path / "new")
+    )
     assert result.returncode == 1 and "no backup file" in result.stderr
 
 
@@ -128,11 +136,19 @@ def test_inspect_counts_types_quarantined_and_orphans(app: Path, tmp_path: Path)
         client.post("/user/register", json={"email": "i@example.com", "password": PASSWORD})
         headers = login(client, "i@example.com")
         for title in ("a", "b", "c"):
-            assert client.post("/walker/add_todo", json={"title": title}, headers=headers).status_code == 200
+            assert (
+                client.post("/walker/add_todo", json={"title": title}, headers=headers).status_code
+                == 200
+            )
         assert client.post("/walker/increment").status_code == 200
     renamed = tmp_path / "v2" / "app.jac"
     renamed.parent.mkdir()
-    renamed.write_text(app.read_text().replace("node Counter", "node Tally").replace("Counter(", "Tally(").replace("?:Counter", "?:Tally"))
+    renamed.write_text(
+        app.read_text()
+        .replace("node Counter", "node Tally")
+        .replace("Counter(", "Tally(")
+        .replace("?:Counter", "?:Tally")
+    )
     result = jacscale("db", "inspect", str(renamed), "--json", "--data-dir", str(data))
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -145,7 +161,9 @@ def test_inspect_counts_types_quarantined_and_orphans(app: Path, tmp_path: Path)
     assert "app.Counter" in text.stdout and "quarantined" in text.stdout
 
 
-def test_backup_of_a_mongo_store_points_at_mongodump(app: Path, tmp_path: Path, mongo_server: str) -> None:
+def test_backup_of_a_mongo_store_points_at_mongodump(
+    app: Path, tmp_path: Path, mongo_server: str
+) -> None:
     env = {"MONGODB_URI": f"{mongo_server.rstrip('/')}/backup_test"}
     result = jacscale("db", "backup", str(app), str(tmp_path / "x.db"), env=env)
     assert result.returncode == 1

@@ -17,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +53,9 @@ def jacscale(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
     )  # fmt: skip
 
 
-def old_call(client: httpx.Client, path: str, body: dict[str, Any], token: str | None = None) -> Any:
+def old_call(
+    client: httpx.Client, path: str, body: dict[str, Any], token: str | None = None
+) -> Any:
     """Call jac-scale; its `data` (fails the test on an error)."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     r = client.post(path, json=body, headers=headers)
@@ -96,7 +99,10 @@ def jac_scale_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OldP
                     except httpx.HTTPError:
                         pass
                     time.sleep(1)
-                for email, titles in (("alice@example.com", ["milk", "eggs"]), ("bob@example.com", ["bread"])):
+                for email, titles in (
+                    ("alice@example.com", ["milk", "eggs"]),
+                    ("bob@example.com", ["bread"]),
+                ):
                     old_call(client, "/user/register", {
                         "identities": [{"type": "email", "value": email}],
                         "credential": {"type": "password", "password": PASSWORD},
@@ -108,7 +114,9 @@ def jac_scale_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OldP
                     for title in titles:
                         old_call(client, "/walker/add_todo", {"title": title}, token)
                     if email.startswith("alice"):
-                        todo_id = old_call(client, "/walker/list_todos", {}, token)["reports"][0][0]["_jac_id"]
+                        todo_id = old_call(client, "/walker/list_todos", {}, token)["reports"][0][
+                            0
+                        ]["_jac_id"]
                         old_call(client, f"/walker/toggle_todo/{todo_id}", {}, token)
                     listed[email] = [
                         (t["_jac_id"], t["title"])
@@ -161,7 +169,9 @@ def check_moved_over(app: Path, data: Path, old: OldProject) -> None:
     assert stored_hash(data, "alice@example.com").startswith("$2b$")
     alice_todos = old.listed["alice@example.com"]
     with TestApp(app, data, env=ENV) as client:
-        wrong = client.post("/user/login", json={"email": "alice@example.com", "password": "nope-nope"})
+        wrong = client.post(
+            "/user/login", json={"email": "alice@example.com", "password": "nope-nope"}
+        )
         assert wrong.status_code == 401
         alice = login(client, "alice@example.com")
         assert todos(client, alice) == alice_todos  # same nodes, same ids, same order
@@ -170,7 +180,9 @@ def check_moved_over(app: Path, data: Path, old: OldProject) -> None:
         bob = login(client, "bob@example.com")
         assert todos(client, bob) == old.listed["bob@example.com"]
         # Imported graphs keep working: a new todo joins the old ones.
-        assert client.post("/walker/add_todo", json={"title": "jam"}, headers=bob).status_code == 200
+        assert (
+            client.post("/walker/add_todo", json={"title": "jam"}, headers=bob).status_code == 200
+        )
         assert [t for _, t in todos(client, bob)] == ["bread", "jam"]
     # The successful login replaced the bcrypt hash with argon2id.
     assert stored_hash(data, "alice@example.com").startswith("$argon2id$")
@@ -184,12 +196,16 @@ def test_import_a_jac_scale_project_folder(jac_scale_project: OldProject, tmp_pa
     app.parent.mkdir()
     shutil.copy(EXAMPLES / "todo" / "app.jac", app)
     data = tmp_path / "data"
-    first = jacscale("import-jac-scale", str(app), str(jac_scale_project.folder), "--data-dir", str(data))
+    first = jacscale(
+        "import-jac-scale", str(app), str(jac_scale_project.folder), "--data-dir", str(data)
+    )
     assert first.returncode == 0, first.stderr
     assert "users: 3 imported" in first.stdout  # alice, bob and jac-scale's generated admin
     assert "graph: 3 node(s), 3 edge(s)" in first.stdout
     assert "api keys: none to import" in first.stdout
-    again = jacscale("import-jac-scale", str(app), str(jac_scale_project.folder), "--data-dir", str(data))
+    again = jacscale(
+        "import-jac-scale", str(app), str(jac_scale_project.folder), "--data-dir", str(data)
+    )
     assert again.returncode == 0, again.stderr
     assert "users: 0 imported, 3 already present" in again.stdout
     assert "graph: 0 node(s), 0 edge(s), 0 object(s) imported" in again.stdout
@@ -197,7 +213,9 @@ def test_import_a_jac_scale_project_folder(jac_scale_project: OldProject, tmp_pa
 
 
 @pytest.mark.timeout(1800)
-def test_import_from_jac_scale_mongodb(jac_scale_project: OldProject, tmp_path: Path, mongo_server: str) -> None:
+def test_import_from_jac_scale_mongodb(
+    jac_scale_project: OldProject, tmp_path: Path, mongo_server: str
+) -> None:
     # jac-scale's MongoDB layout (database jac_db): the same records and users as its SQLite.
     client: MongoClient[dict[str, Any]] = MongoClient(mongo_server, serverSelectionTimeoutMS=5000)
     db = client["jac_db"]
@@ -242,7 +260,9 @@ def test_a_type_the_program_lacks_stops_the_import_before_anything_is_written(
     app.parent.mkdir()
     app.write_text((EXAMPLES / "todo" / "app.jac").read_text().replace("Todo", "Task"))
     data = tmp_path / "data"
-    result = jacscale("import-jac-scale", str(app), str(jac_scale_project.folder), "--data-dir", str(data))
+    result = jacscale(
+        "import-jac-scale", str(app), str(jac_scale_project.folder), "--data-dir", str(data)
+    )
     assert result.returncode == 1
     assert "the program has no class Todo" in result.stderr and "rename_types" in result.stderr
     with TestApp(app, data, env=ENV) as client:
@@ -250,10 +270,15 @@ def test_a_type_the_program_lacks_stops_the_import_before_anything_is_written(
         assert r.status_code == 401  # no user came over
     # With the rename rule the same import works.
     (app.parent / "jac.toml").write_text('[plugins.scale.schema.rename_types]\nTodo = "Task"\n')
-    result = jacscale("import-jac-scale", str(app), str(jac_scale_project.folder), "--data-dir", str(data))
+    result = jacscale(
+        "import-jac-scale", str(app), str(jac_scale_project.folder), "--data-dir", str(data)
+    )
     assert result.returncode == 0, result.stderr
     with TestApp(app, data, env=ENV) as client:
-        assert todos(client, login(client, "alice@example.com")) == jac_scale_project.listed["alice@example.com"]
+        assert (
+            todos(client, login(client, "alice@example.com"))
+            == jac_scale_project.listed["alice@example.com"]
+        )
 
 
 def test_a_source_that_is_not_jac_scale_data_is_refused(tmp_path: Path) -> None:
@@ -269,3 +294,55 @@ def test_a_source_that_is_not_jac_scale_data_is_refused(tmp_path: Path) -> None:
     (empty / ".jac" / "data" / "anchor_store.db").write_text("not a database")
     result = jacscale("import-jac-scale", str(app), str(empty))
     assert result.returncode == 1 and "is not jac-scale 0.2.31 data" in result.stderr
+
+
+def test_access_grants_come_over(jac_scale_project: OldProject, tmp_path: Path) -> None:
+    # Grants as jaclang writes them (allow_root: per root; perm_grant: everyone),
+    # set in a copy of jac-scale's store: alice lets bob read "milk"; bob's "bread"
+    # is readable by everyone.
+    folder = tmp_path / "project"
+    shutil.copytree(jac_scale_project.folder, folder)
+    data_dir = folder / ".jac" / "data"
+    users = sqlite3.connect(data_dir / "users.db")
+    roots = dict(users.execute(
+        "SELECT json_extract(identities, '$[0].value_normalized'), root_id FROM identity_users"
+    ).fetchall())  # fmt: skip
+    users.close()
+    bob_root = str(uuid.UUID(roots["bob@example.com"]))
+    ids = {title: i for i, title in jac_scale_project.listed["alice@example.com"]}
+    ids.update({title: i for i, title in jac_scale_project.listed["bob@example.com"]})
+    store = sqlite3.connect(data_dir / "anchor_store.db")
+    for title, change in (("milk", ("roots", bob_root, 0)), ("bread", ("all", None, 0))):
+        (raw,) = store.execute(
+            "SELECT data FROM anchors WHERE id = ?", (str(uuid.UUID(ids[title])),)
+        ).fetchone()
+        record = json.loads(raw)
+        what, root, level = change
+        if what == "roots":
+            record["access"]["roots"]["anchors"][root] = level
+        else:
+            record["access"]["all"] = level
+        store.execute(
+            "UPDATE anchors SET data = ? WHERE id = ?",
+            (json.dumps(record), str(uuid.UUID(ids[title]))),
+        )
+    store.commit()
+    store.close()
+
+    app = tmp_path / "app" / "app.jac"
+    app.parent.mkdir()
+    shutil.copy(EXAMPLES / "todo" / "app.jac", app)
+    data = tmp_path / "data"
+    result = jacscale("import-jac-scale", str(app), str(folder), "--data-dir", str(data))
+    assert result.returncode == 0, result.stderr
+    assert "access grants: 2 record(s) carry grants" in result.stdout
+
+    def read(client: Any, headers: dict[str, str], title: str) -> int:
+        r = client.post("/traverse", json={"source": ids[title], "depth": 0}, headers=headers)
+        return int(r.status_code)
+
+    with TestApp(app, data, env=ENV) as client:
+        alice, bob = login(client, "alice@example.com"), login(client, "bob@example.com")
+        assert read(client, bob, "milk") == 200  # granted to bob's root
+        assert read(client, bob, "eggs") == 404  # not granted
+        assert read(client, alice, "bread") == 200  # granted to everyone

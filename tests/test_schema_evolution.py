@@ -203,8 +203,8 @@ def test_rename_and_drop_field_rules_apply_on_load_and_on_migrate(
         'has note: str = "kept";', ""
     )
     rules = (
-        "[plugins.scale.schema.rename_fields.Todo]\ndone = \"finished\"\n"
-        "[plugins.scale.schema.drop_fields]\nTodo = [\"note\"]\n"
+        '[plugins.scale.schema.rename_fields.Todo]\ndone = "finished"\n'
+        '[plugins.scale.schema.drop_fields]\nTodo = ["note"]\n'
     )
     app2 = v2(tmp_path, "v2", source, rules)
     loaded = call(app2, store, "all")[0]
@@ -241,7 +241,8 @@ def test_new_required_field_needs_a_default_rule(
     tmp_path: Path, store: Store, seeded: Path
 ) -> None:
     source = V1.replace("has title: str;", "has title: str;\n    has priority: int;").replace(
-        "Todo(title=self.title, count=self.count)", "Todo(title=self.title, count=self.count, priority=1)"
+        "Todo(title=self.title, count=self.count)",
+        "Todo(title=self.title, count=self.count, priority=1)",
     )
     app2 = v2(tmp_path, "v2", source)
     assert call(app2, store, "all") == [[]]  # no value, no default: quarantined, not a 500
