@@ -34,12 +34,24 @@ def scan(store: GraphStore, batch: int = 1000) -> Iterator[AnchorRecord]:
         yield from chunk
 
 
-def missing_types(store: GraphStore, schema: Schema) -> dict[str, int]:
-    """Records per stored type the program no longer has (after rename rules)."""
+def type_counts(store: GraphStore) -> dict[str, int]:
+    """Records per stored type (`module.Class`)."""
     counts: dict[str, int] = {}
+    by_prefix = getattr(store, "count_by_type_prefix", None)
+    if by_prefix is not None:  # one grouped query (SQLite)
+        for head, count in by_prefix().items():
+            name = stored_type(b"\x80\x05" + head)
+            counts[name] = counts.get(name, 0) + count
+        return counts
     for rec in scan(store):
         name = stored_type(rec.state)
         counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def missing_types(store: GraphStore, schema: Schema) -> dict[str, int]:
+    """Records per stored type the program no longer has (after rename rules)."""
+    counts = type_counts(store)
     missing = {}
     for name, count in counts.items():
         module, _, cls = name.partition(".")

@@ -16,6 +16,7 @@ between requests but immutable records, so a failed request leaves nothing behin
 
 from __future__ import annotations
 
+import pickle
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -342,6 +343,7 @@ def _memo(record: AnchorRecord, schema: Schema) -> tuple[Any, ...]:
         extra,
         base,
         quarantine,
+        decoded.changed or quarantine is not None,  # private copies must be fitted again
     )
 
 
@@ -350,12 +352,14 @@ def decode_record(record: AnchorRecord, schema: Schema | None = None) -> Anchor:
     memo = record.memo
     if memo is None:
         memo = record.memo = _memo(record, schema or Schema())
-    cls, shared_fields, root, access, extra, base, quarantine = memo
+    cls, shared_fields, root, access, extra, base, quarantine, refit = memo
     arch = cls.__new__(cls)
     if shared_fields is not None:
         arch.__dict__.update(shared_fields)
-    else:
+    elif refit:
         arch.__dict__.update((schema or Schema()).decode(record.state, record.kind).fields)
+    else:
+        arch.__dict__.update(pickle.loads(record.state)[1])  # stored exactly as the class is
     anchor_cls = _ANCHOR_CLASS[record.kind]
     anchor = object.__new__(anchor_cls)
     d = anchor.__dict__

@@ -230,6 +230,10 @@ class _ClassShape:
     required: frozenset[str]
     defaults: list[tuple[str, Any, Any]]
     checks: dict[str, Check]
+    name_set: frozenset[str] = frozenset()
+    # (field, the exact value types that fit it) for the common case's quick check
+    exact: tuple[tuple[str, frozenset[type]], ...] = ()
+    has_rules: bool = False
 
 
 class Schema:
@@ -242,7 +246,9 @@ class Schema:
         self.config = config or SchemaConfig()
         self.modules = modules
         self._type_rules = {old: new for old, new in self.config.rename_types.items()}
-        self._shapes: dict[type, _ClassShape] = {}
+        # Keyed by id(): jaclang archetype classes hash slowly (~20 us); the class
+        # is kept in the value so its id cannot be reused.
+        self._shapes: dict[int, tuple[type, _ClassShape]] = {}
         self._classes: dict[tuple[str, str], type | None] = {}
 
     @property
@@ -286,32 +292,44 @@ class Schema:
         return obj if isinstance(obj, type) else None
 
     def _shape(self, cls: type) -> _ClassShape:
-        shape = self._shapes.get(cls)
-        if shape is None:
-            names: list[str] = []
-            required: set[str] = set()
-            defaults: list[tuple[str, Any, Any]] = []
-            checks: dict[str, Check] = {}
-            if dataclasses.is_dataclass(cls):
-                try:
-                    hints = typing.get_type_hints(cls)
-                except Exception:  # noqa: BLE001 - an unresolvable annotation is just not checked
-                    hints = {}
-                for f in dataclasses.fields(cls):
-                    names.append(f.name)
-                    if (
-                        f.default is dataclasses.MISSING
-                        and f.default_factory is dataclasses.MISSING
-                    ):
-                        required.add(f.name)
-                    else:
-                        defaults.append((f.name, f.default, f.default_factory))
-                    check = _check_for(hints.get(f.name, Any))
-                    if check is not None:
-                        checks[f.name] = check
-            shape = self._shapes[cls] = _ClassShape(
-                tuple(names), frozenset(required), defaults, checks
+        cached = self._shapes.get(id(cls))
+        if cached is not None:
+            return cached[1]
+        names: list[str] = []
+        required: set[str] = set()
+        defaults: list[tuple[str, Any, Any]] = []
+        checks: dict[str, Check] = {}
+        if dataclasses.is_dataclass(cls):
+            try:
+                hints = typing.get_type_hints(cls)
+            except Exception:  # noqa: BLE001 - an unresolvable annotation is just not checked
+                hints = {}
+            for f in dataclasses.fields(cls):
+                names.append(f.name)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                    required.add(f.name)
+                else:
+                    defaults.append((f.name, f.default, f.default_factory))
+                check = _check_for(hints.get(f.name, Any))
+                if check is not None:
+                    checks[f.name] = check
+        exact = tuple(
+            (n, frozenset(c[0]) | ({NoneType} if c[1] else set())) for n, c in checks.items()
+        )
+        name = cls.__qualname__
+        has_rules = any(
+            name in rules
+            for rules in (
+                self.config.rename_fields,
+                self.config.drop_fields,
+                self.config.defaults,
             )
+        )
+        shape = _ClassShape(
+            tuple(names), frozenset(required), defaults, checks,
+            frozenset(names), exact, has_rules,
+        )  # fmt: skip
+        self._shapes[id(cls)] = (cls, shape)
         return shape
 
     # -- payloads --------------------------------------------------------------
@@ -357,6 +375,15 @@ class Schema:
         """Apply field rules, defaults and conversions in place; True if anything changed."""
         cls = decoded.cls
         fields = decoded.fields
+        shape = self._shape(cls)
+        if not shape.has_rules and fields.keys() == shape.name_set:
+            # The common case: every field present, no rules; a value of exactly a
+            # declared type needs nothing more.
+            for field_name, exact in shape.exact:
+                if type(fields[field_name]) not in exact:
+                    break
+            else:
+                return False
         name = cls.__qualname__
         changed = False
         for old, new in self.config.rename_fields.get(name, {}).items():
@@ -367,7 +394,6 @@ class Schema:
             if gone in fields:
                 del fields[gone]
                 changed = True
-        shape = self._shape(cls)
         if not shape.names:
             return changed
         if for_load:
@@ -394,6 +420,7 @@ class Schema:
                     fields[field_name] = (
                         default if default is not dataclasses.MISSING else factory()
                     )
+                    changed = True
         for field_name, check in shape.checks.items():
             if field_name not in fields:
                 continue

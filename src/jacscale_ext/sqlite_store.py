@@ -411,6 +411,23 @@ class SqliteGraphStore:
         finally:
             conn.close()
 
+    def count_by_type_prefix(self) -> dict[bytes, int]:
+        """Records per class reference (the pickle bytes that name the class), by SQL.
+
+        The key is the state's bytes after its header up to the first STACK_GLOBAL
+        opcode (0x93); `jacscale_core.schema.stored_type` reads the name from it.
+        Grouping in SQLite makes the start-up check one query, not a Python loop.
+        """
+        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            rows = conn.execute(
+                "SELECT substr(state, 12, instr(substr(state, 12), x'93')) AS head, COUNT(*)"
+                " FROM anchors GROUP BY head"
+            ).fetchall()
+        finally:
+            conn.close()
+        return {bytes(head): count for head, count in rows}
+
     def root_ids(self) -> list[UUID]:
         """Ids of every stored root."""
         with self.locked() as conn:
