@@ -188,11 +188,10 @@ class Walk:
 
     def _readable(self, anchor: Any, kind: type) -> bool:
         # Quarantined records (their class is gone) are skipped, as by `[-->]`.
-        return (
-            isinstance(anchor, kind)
-            and not is_quarantined(anchor.archetype)
-            and bool(Jac.check_read_access(anchor))
-        )
+        if not isinstance(anchor, kind):
+            return False
+        found: Any = anchor
+        return not is_quarantined(found.archetype) and bool(Jac.check_read_access(found))
 
     def _add_node(self, anchor: NodeAnchor) -> bool:
         if anchor.id in self.nodes:

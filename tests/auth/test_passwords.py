@@ -138,3 +138,19 @@ def test_unknown_user_costs_a_verification(
 
 def test_default_concurrency_bounded() -> None:
     assert passwords._default_concurrency() >= 2
+
+
+def test_bcrypt_hashes_imported_from_jac_scale_verify_and_ask_for_a_rehash(
+    fast: PasswordHasher,
+) -> None:
+    import bcrypt
+
+    stored = bcrypt.hashpw(b"old-pass-123", bcrypt.gensalt(rounds=4)).decode()
+    assert fast.verify_sync(stored, "old-pass-123") is True
+    assert fast.verify_sync(stored, "old-pass-124") is False
+    assert fast.needs_rehash(stored) is True  # the login path then stores argon2id
+    # bcrypt reads 72 bytes; jac-scale's bcrypt 4 hashed longer passwords cut there.
+    long = "x" * 80
+    cut = bcrypt.hashpw(long.encode()[:72], bcrypt.gensalt(rounds=4)).decode()
+    assert fast.verify_sync(cut, long) is True
+    assert fast.verify_sync("$2b$12$not-a-real-hash", "old-pass-123") is False
