@@ -346,3 +346,38 @@ def test_access_grants_come_over(jac_scale_project: OldProject, tmp_path: Path) 
         assert read(client, bob, "milk") == 200  # granted to bob's root
         assert read(client, bob, "eggs") == 404  # not granted
         assert read(client, alice, "bread") == 200  # granted to everyone
+
+
+def test_an_identity_taken_in_jacscale_stops_the_import_before_anything_is_written(
+    jac_scale_project: OldProject, tmp_path: Path
+) -> None:
+    app = tmp_path / "app" / "app.jac"
+    app.parent.mkdir()
+    shutil.copy(EXAMPLES / "todo" / "app.jac", app)
+    data = tmp_path / "data"
+    with TestApp(app, data, env=ENV) as client:
+        r = client.post(
+            "/user/register", json={"email": "bob@example.com", "password": "new-pass-1"}
+        )
+        assert r.status_code == 201, r.text
+    result = jacscale(
+        "import-jac-scale", str(app), str(jac_scale_project.folder), "--data-dir", str(data)
+    )
+    assert result.returncode == 1
+    assert (
+        "identity email of jac-scale user" in result.stderr
+        and "nothing was imported" in result.stderr
+    )
+    with TestApp(app, data, env=ENV) as client:
+        assert (
+            client.post(
+                "/user/login", json={"email": "alice@example.com", "password": PASSWORD}
+            ).status_code
+            == 401
+        )
+        bob = login(client, "bob@example.com", "new-pass-1")
+        assert todos(client, bob) == []  # none of jac-scale's graph came in either
+    conn = sqlite3.connect(data / "jacscale.db")
+    ids = {uuid.UUID(bytes=row[0]).hex for row in conn.execute("SELECT id FROM anchors")}
+    conn.close()
+    assert not ids & {i for i, _ in jac_scale_project.listed["alice@example.com"]}
