@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.servers",
     "tests.fixtures.redis_server",
     "tests.fixtures.mongo_server",
+    "tests.fixtures.postgres_server",
 ]

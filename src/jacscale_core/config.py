@@ -52,9 +52,10 @@ class ServerConfig(msgspec.Struct, kw_only=True):
 
 
 class DatabaseConfig(msgspec.Struct, kw_only=True):
-    """`[plugins.scale.database]`: server URIs (MONGODB_URI / REDIS_URL win over these)."""
+    """`[plugins.scale.database]`: server URIs (MONGODB_URI / REDIS_URL / DATABASE_URL win over these)."""
 
     mongodb_uri: str | None = None
+    database_url: str | None = None
     redis_url: str | None = None
 
 

@@ -1,0 +1,1 @@
+"""PostgreSQL for jacscale: graph store, documents, change log, kvstore driver and broadcast bus."""

@@ -1,0 +1,100 @@
+"""The PostgreSQL schema as numbered migrations, applied once under an advisory lock.
+
+`jacscale_schema` records every applied version. At start-up each server takes
+the session advisory lock MIGRATION_LOCK (servers starting together wait for
+one another), applies the versions it lacks, each in its own transaction with
+its row in `jacscale_schema`, and releases the lock. A database written by a
+newer jacscale (a version we do not know) is refused rather than guessed at.
+
+Add a migration by appending to MIGRATIONS: never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+
+log = logging.getLogger("jacscale.postgres")
+
+# pg_advisory_lock keys: one 64-bit number per purpose, shared by every jacscale server.
+MIGRATION_LOCK = 0x6A61_6373_0001  # "jacs" + 1
+SCHEDULER_LOCK = 0x6A61_6373_0002  # reserved for the scheduler's lease (see docs/storage-tiers.md)
+
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (
+        1,
+        "graph records, ordered edges, change log, documents",
+        """
+        CREATE TABLE jacscale_anchors (
+            id uuid PRIMARY KEY,
+            kind text NOT NULL,
+            version bigint NOT NULL,
+            root uuid,
+            is_root boolean NOT NULL,
+            state bytea NOT NULL
+        );
+        CREATE INDEX jacscale_anchors_roots ON jacscale_anchors (id) WHERE is_root;
+        -- A node's edges in insertion order: an append is one row, not a rewrite.
+        CREATE TABLE jacscale_edges (
+            node uuid NOT NULL,
+            pos bigint NOT NULL,
+            edge uuid NOT NULL,
+            PRIMARY KEY (node, pos),
+            UNIQUE (node, edge)
+        );
+        -- Which records each commit changed, for other servers' caches (pruned).
+        CREATE TABLE jacscale_changes (
+            seq bigserial PRIMARY KEY,
+            id uuid NOT NULL,
+            writer bigint NOT NULL
+        );
+        CREATE TABLE jacscale_docs (
+            collection text NOT NULL,
+            id text NOT NULL,
+            doc jsonb NOT NULL,
+            PRIMARY KEY (collection, id)
+        );
+        """,
+    ),
+]
+
+
+class SchemaTooNew(Exception):
+    """The database has migrations this jacscale does not know (written by a newer one)."""
+
+
+def migrate(conn: psycopg.Connection) -> list[int]:
+    """Apply the missing migrations on `conn` (autocommit) under MIGRATION_LOCK; return them."""
+    conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+    try:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS jacscale_schema ("
+            " version integer PRIMARY KEY,"
+            " description text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        rows = conn.execute("SELECT version FROM jacscale_schema").fetchall()
+        have = {int(r[0]) for r in rows}
+        known = {version for version, _, _ in MIGRATIONS}
+        unknown = sorted(have - known)
+        if unknown:
+            raise SchemaTooNew(
+                f"the database has schema version {unknown[-1]}, newer than this jacscale"
+                f" knows ({max(known)}): upgrade jacscale"
+            )
+        applied: list[int] = []
+        for version, description, sql in MIGRATIONS:
+            if version in have:
+                continue
+            with conn.transaction():
+                conn.execute(sql.encode())
+                conn.execute(
+                    "INSERT INTO jacscale_schema (version, description) VALUES (%s, %s)",
+                    (version, description),
+                )
+            log.info("PostgreSQL schema: applied version %d (%s)", version, description)
+            applied.append(version)
+        return applied
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
