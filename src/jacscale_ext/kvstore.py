@@ -26,11 +26,15 @@ import pluggy
 from jacscale_ext.local_storage import app_toml
 
 # The database types this module knows how to find a URI for.
-DB_TYPES: tuple[str, ...] = ("mongodb", "redis")
-ENV_URI: dict[str, str] = {"mongodb": "MONGODB_URI", "redis": "REDIS_URL"}
+DB_TYPES: tuple[str, ...] = ("mongodb", "redis", "postgres")
+ENV_URI: dict[str, str] = {"mongodb": "MONGODB_URI", "redis": "REDIS_URL", "postgres": "DATABASE_URL"}
 TOML_SECTION = "plugins.scale.database"
-TOML_KEY: dict[str, str] = {"mongodb": "mongodb_uri", "redis": "redis_url"}
-PLUGIN_HINT: dict[str, str] = {"mongodb": "jacscale[mongo]", "redis": "jacscale[redis]"}
+TOML_KEY: dict[str, str] = {"mongodb": "mongodb_uri", "redis": "redis_url", "postgres": "database_url"}
+PLUGIN_HINT: dict[str, str] = {
+    "mongodb": "jacscale[mongo]",
+    "redis": "jacscale[redis]",
+    "postgres": "jacscale[postgres]",
+}
 
 # Methods that only one database type provides (the rest are common).
 MONGODB_METHODS: frozenset[str] = frozenset(

@@ -57,6 +57,32 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        2,
+        "broadcast messages too large for a NOTIFY payload",
+        """
+        CREATE TABLE jacscale_broadcasts (
+            id bigserial PRIMARY KEY,
+            body bytea NOT NULL,
+            created timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX jacscale_broadcasts_created ON jacscale_broadcasts (created);
+        """,
+    ),
+    (
+        3,
+        "kvstore(db_type='postgres') entries",
+        """
+        CREATE TABLE jacscale_kv (
+            db_name text NOT NULL,
+            col text NOT NULL,
+            key text NOT NULL,
+            value jsonb NOT NULL,
+            expires_at timestamptz,
+            PRIMARY KEY (db_name, col, key)
+        );
+        """,
+    ),
 ]
 
 
