@@ -254,7 +254,8 @@ def test_killed_mid_load_loses_no_acknowledged_write_and_refuses_none_that_commi
         async def chaos() -> None:
             await warmed_up.wait()
             await asyncio.to_thread(fresh_postgres.kill)  # SIGKILL, every backend with it
-            await asyncio.sleep(1.0)
+            # Down longer than the pool's 5 s wait: requests in that window must fail.
+            await asyncio.sleep(7.0)
             await asyncio.to_thread(fresh_postgres.start)  # crash recovery
             phase["restarted"] = True
 
@@ -266,7 +267,7 @@ def test_killed_mid_load_loses_no_acknowledged_write_and_refuses_none_that_commi
                 )
 
         asyncio.run(load())
-        assert refused, "the outage hit no request"
+        assert refused, f"the outage hit no request: {sorted(set(statuses))}"
         listed = httpx.post(base + "/walker/list_todos", headers=headers, timeout=30)
         stored = {t["title"] for t in reports(listed)[0]}
         lost = [t for t in acked if t not in stored]
