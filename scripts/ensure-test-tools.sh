@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The tests use real tools from Debian: redis-server (the Redis tests start their
-# own instances on free ports), wrk (the benchmark harness's own tests),
+# own instances on free ports), postgresql (the PostgreSQL tests initdb their own
+# clusters on free ports), wrk (the benchmark harness's own tests),
 # nodejs + npm (jaclang's client runtime runs under Node against a live server),
 # curl (the README's streaming example is run as written) and chromium with
 # chromium-driver (the browser tests of /graph and /admin, driven headless by Selenium).
@@ -11,6 +12,7 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v curl >/dev/null 2>&1 || missing+=(curl)  # the README's streaming example is run as written
@@ -37,6 +39,10 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   # Debian's package may start a service on :6379; the tests use their own instances.
   if [[ " ${missing[*]} " == *" redis-server "* ]]; then
     service redis-server stop >/dev/null 2>&1 || echo "(no redis-server service to stop)"
+  fi
+  # Debian's package starts its own cluster on :5432; the tests use their own.
+  if [[ " ${missing[*]} " == *" postgresql "* ]]; then
+    service postgresql stop >/dev/null 2>&1 || echo "(no postgresql service to stop)"
   fi
 else
   echo "error: the tests need ${missing[*]}: apt-get install ${missing[*]}" >&2
