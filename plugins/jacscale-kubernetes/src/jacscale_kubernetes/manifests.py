@@ -5,8 +5,10 @@ Objects, in the order they are applied:
   Secret {app}-auth            a generated JWT_SECRET, unless the secrets give one
   Secret {app}-mongodb-auth    generated MongoDB credentials + MONGODB_URI (K8s_MONGODB)
   Secret {app}-redis-auth      generated Redis password + REDIS_URL (K8s_REDIS)
+  Secret {app}-postgres-auth   generated PostgreSQL password + DATABASE_URL (K8s_POSTGRES)
   ConfigMap {app}-source       the app's files, when it runs on the published image
-  Service + StatefulSet {app}-mongodb, Service + Deployment {app}-redis
+  Service + StatefulSet {app}-mongodb, Service + StatefulSet {app}-postgres,
+  Service + Deployment {app}-redis
   Deployment {app}, Service {app}, HorizontalPodAutoscaler {app}, PodDisruptionBudget {app}
 
 Every object carries the labels `app.kubernetes.io/part-of={app}` and
@@ -28,8 +30,10 @@ LABEL_PART_OF = "app.kubernetes.io/part-of"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 ANNOTATION_SOURCE = "jacscale.io/source-digest"
 ANNOTATION_SECRETS = "jacscale.io/secrets-version"
-DB_UID = 999  # the `mongodb` and `redis` users of the official images
+DB_UID = 999  # the `mongodb`, `redis` and `postgres` users of the official images
 MONGODB_USER = "jacscale"
+POSTGRES_USER = "jacscale"
+POSTGRES_DATA = "/var/lib/postgresql/data"
 STARTUP_PERIOD = 2
 STARTUP_FAILURES = 90  # three minutes to start before the kubelet restarts the pod
 REDACTED = "<redacted>"
@@ -59,7 +63,7 @@ class Blueprint:
         return f"{self.app}-{suffix}" if suffix else self.app
 
 
-DATABASES = ("mongodb", "redis")
+DATABASES = ("mongodb", "redis", "postgres")
 
 
 def selector_for(bp: Blueprint, component: str) -> dict[str, str]:
@@ -158,6 +162,15 @@ def generated_secrets(bp: Blueprint) -> list[Manifest]:
             "REDIS_URL": f"redis://:{password}@{bp.name('redis')}.{ns}.svc:6379/0",
             "redis.conf": f"requirepass {password}\nsave \"\"\nappendonly no\n",
         }))
+    if bp.kube.postgres:
+        password = creds["postgres_password"]
+        host = f"{bp.name('postgres')}.{ns}.svc:5432"
+        out.append(_secret(bp, bp.name("postgres-auth"), {
+            "POSTGRES_USER": POSTGRES_USER,
+            "POSTGRES_PASSWORD": password,
+            "POSTGRES_DB": bp.app,
+            "DATABASE_URL": f"postgresql://{POSTGRES_USER}:{password}@{host}/{bp.app}",
+        }))
     return out
 
 
@@ -198,6 +211,8 @@ def _app_env(bp: Blueprint) -> list[dict[str, Any]]:
         env.append(_secret_env("MONGODB_URI", bp.name("mongodb-auth"), "MONGODB_URI"))
     if bp.kube.redis:
         env.append(_secret_env("REDIS_URL", bp.name("redis-auth"), "REDIS_URL"))
+    if bp.kube.postgres:
+        env.append(_secret_env("DATABASE_URL", bp.name("postgres-auth"), "DATABASE_URL"))
     return env
 
 
@@ -393,6 +408,67 @@ def mongodb(bp: Blueprint) -> list[Manifest]:
     return [service, statefulset]
 
 
+def postgres(bp: Blueprint) -> list[Manifest]:
+    """A one-instance PostgreSQL StatefulSet with a volume, and its headless Service."""
+    if not bp.kube.postgres:
+        return []
+    kube = bp.kube
+    name = bp.name("postgres")
+    secret = bp.name("postgres-auth")
+    selector = selector_for(bp, "postgres")
+    claim_spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"],
+                                  "resources": {"requests": {"storage": kube.postgres_storage}}}
+    if kube.storage_class:
+        claim_spec["storageClassName"] = kube.storage_class
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": _meta(bp, name, "postgres"),
+               "spec": {"clusterIP": "None", "selector": selector,
+                        "ports": [{"name": "postgres", "port": 5432, "targetPort": "postgres",
+                                   "protocol": "TCP"}]}}
+    ready = {"exec": {"command": ["pg_isready", "-h", "127.0.0.1", "-U", POSTGRES_USER,
+                                 "-d", bp.app]},
+             "initialDelaySeconds": 5, "periodSeconds": 10, "timeoutSeconds": 5,
+             "failureThreshold": 6}
+    container = {
+        "name": "postgres",
+        "image": kube.postgres_image,
+        "imagePullPolicy": _pull_policy(kube.postgres_image),
+        "ports": [{"name": "postgres", "containerPort": 5432, "protocol": "TCP"}],
+        "env": [_secret_env("POSTGRES_USER", secret, "POSTGRES_USER"),
+                _secret_env("POSTGRES_PASSWORD", secret, "POSTGRES_PASSWORD"),
+                _secret_env("POSTGRES_DB", secret, "POSTGRES_DB"),
+                # A subdirectory: the volume's root may hold lost+found, which initdb refuses.
+                {"name": "PGDATA", "value": f"{POSTGRES_DATA}/pgdata"}],
+        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}},
+        "readinessProbe": ready,
+        "livenessProbe": _tcp_probe("postgres", delay=30, period=20),
+        "securityContext": _container_security(read_only_root=False),
+        "volumeMounts": [{"name": "data", "mountPath": POSTGRES_DATA},
+                         {"name": "run", "mountPath": "/var/run/postgresql"},
+                         {"name": "tmp", "mountPath": "/tmp"}],
+    }
+    statefulset = {
+        "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": _meta(bp, name, "postgres"),
+        "spec": {
+            "serviceName": name,
+            "replicas": 1,
+            "selector": {"matchLabels": selector},
+            "updateStrategy": {"type": "RollingUpdate"},
+            "template": {
+                "metadata": {"labels": labels_for(bp, "postgres")},
+                "spec": {"automountServiceAccountToken": False, "enableServiceLinks": False,
+                         "securityContext": _restricted(DB_UID), "containers": [container],
+                         "volumes": [{"name": "run", "emptyDir": {}},
+                                     {"name": "tmp", "emptyDir": {}}]},
+            },
+            "volumeClaimTemplates": [{
+                "metadata": {"name": "data", "labels": labels_for(bp, "postgres")},
+                "spec": claim_spec,
+            }],
+        },
+    }
+    return [service, statefulset]
+
+
 def redis(bp: Blueprint) -> list[Manifest]:
     """A password-protected Redis (cache and pub/sub, no persistence) and its Service."""
     if not bp.kube.redis:
@@ -450,6 +526,7 @@ def build_all(bp: Blueprint) -> list[Manifest]:
         *generated_secrets(bp),
         *source_configmap(bp),
         *mongodb(bp),
+        *postgres(bp),
         *redis(bp),
         app_deployment(bp),
         app_service(bp),

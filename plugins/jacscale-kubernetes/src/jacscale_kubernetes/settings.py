@@ -26,6 +26,8 @@ SECRETS_SECTION = "plugins.scale.secrets"
 BASE_IMAGE = "python:3.12.12-slim-bookworm"
 MONGODB_IMAGE = "mongo:7.0.14"
 REDIS_IMAGE = "redis:7.4.1-alpine"
+POSTGRES_IMAGE = "postgres:15.10-bookworm"
+DATABASE_CHOICES = ("postgres", "mongodb")
 RUNTIME_IMAGE = "docker.io/jacscale/jacscale"
 
 
@@ -51,12 +53,16 @@ class KubernetesConfig(msgspec.Struct, kw_only=True):
     liveness_failure_threshold: int = 80
     mongodb: bool = False
     redis: bool = False
+    postgres: bool = False
+    database: str | None = None  # "postgres" or "mongodb": the same as postgres / mongodb = true
     image: str | None = None
     runtime_image: str = RUNTIME_IMAGE
     base_image: str = BASE_IMAGE
     mongodb_image: str = MONGODB_IMAGE
     redis_image: str = REDIS_IMAGE
+    postgres_image: str = POSTGRES_IMAGE
     mongodb_storage: str = "1Gi"
+    postgres_storage: str = "1Gi"
     storage_class: str | None = None
     platform: str | None = None
     poll_interval_seconds: float = 1.0
@@ -85,6 +91,7 @@ ENV_VARS: dict[str, str] = {
     "K8s_MAX_REPLICAS": "max_replicas",
     "K8s_IMAGE": "image",
     "K8s_STORAGE_CLASS": "storage_class",
+    "K8s_POSTGRES": "postgres",
 }
 
 # Defaults that jac-scale leaves empty but a scheduler and an HPA need.
@@ -126,12 +133,16 @@ class KubeSettings:
     liveness_failure_threshold: int
     mongodb: bool
     redis: bool
+    postgres: bool
+    database: str | None
     image: str | None
     runtime_image: str
     base_image: str
     mongodb_image: str
     redis_image: str
+    postgres_image: str
     mongodb_storage: str
+    postgres_storage: str
     storage_class: str | None
     platform: str | None
     poll_interval_seconds: float
@@ -140,8 +151,13 @@ class KubeSettings:
 
     @property
     def shared_store(self) -> bool:
-        """True when every replica sees the same data (MongoDB in or outside the cluster)."""
-        return self.mongodb or "MONGODB_URI" in self.secrets
+        """True when every replica sees the same data (MongoDB or PostgreSQL, in or outside the cluster)."""
+        return (
+            self.mongodb
+            or self.postgres
+            or "MONGODB_URI" in self.secrets
+            or "DATABASE_URL" in self.secrets
+        )
 
 
 def _raw_table(toml: Mapping[str, Any], dotted: str) -> dict[str, Any]:
@@ -238,7 +254,7 @@ def _check(settings: KubernetesConfig, source: dict[str, str]) -> None:
         raise DeployError(f"{name('node_port')}={settings.node_port}: a NodePort must be in "
                           "30000-32767")
     for field in ("cpu_request", "cpu_limit", "memory_request", "memory_limit",
-                  "mongodb_storage"):
+                  "mongodb_storage", "postgres_storage"):
         value = getattr(settings, field)
         if value is not None and not _QUANTITY.match(value):
             raise DeployError(f"{name(field)}={value!r}: not a Kubernetes quantity "
@@ -255,12 +271,18 @@ def _check(settings: KubernetesConfig, source: dict[str, str]) -> None:
                           f"the replicas ({settings.replicas})")
     if not 1 <= settings.target_cpu_utilization <= 100:
         raise DeployError(f"{name('target_cpu_utilization')}: must be a percentage 1-100")
-    for field in ("image", "runtime_image", "base_image", "mongodb_image", "redis_image"):
+    for field in ("image", "runtime_image", "base_image", "mongodb_image", "redis_image",
+                  "postgres_image"):
         value = getattr(settings, field)
         if value is not None and (not value or any(c.isspace() for c in value)):
             raise DeployError(f"{name(field)}={value!r}: not an image reference")
     if settings.poll_interval_seconds <= 0:
         raise DeployError(f"{name('poll_interval_seconds')}: must be positive")
+    if settings.database is not None and settings.database not in DATABASE_CHOICES:
+        raise DeployError(f"{name('database')}={settings.database!r}: use one of "
+                          + ", ".join(DATABASE_CHOICES))
+    if settings.mongodb and settings.postgres:
+        raise DeployError(f"{name('mongodb')} and {name('postgres')}: choose one graph store")
 
 
 def resolve(settings: Settings, env: Mapping[str, str], *, secrets: bool = True) -> KubeSettings:
@@ -280,6 +302,10 @@ def resolve(settings: Settings, env: Mapping[str, str], *, secrets: bool = True)
                 values[field] = _parse_env(spelling, env[spelling], types.get(field, str))
                 source[field] = spelling
                 break
+    if values.get("database") == "postgres":
+        values["postgres"] = True
+    elif values.get("database") == "mongodb":
+        values["mongodb"] = True
     checked = KubernetesConfig(**values)
     _check(checked, source)
     resolved = msgspec.structs.asdict(checked)
@@ -292,6 +318,6 @@ def resolve(settings: Settings, env: Mapping[str, str], *, secrets: bool = True)
     if kube.replicas > 1 and not kube.shared_store:
         raise DeployError(
             f"{source.get('replicas', f'[{SECTION}] replicas')}={kube.replicas} needs a shared "
-            "store (each pod of the embedded SQLite store has its own data): set K8s_MONGODB=true "
-            f"or MONGODB_URI in [{SECRETS_SECTION}]")
+            "store (each pod of the embedded SQLite store has its own data): set K8s_POSTGRES=true, "
+            f"K8s_MONGODB=true, or DATABASE_URL / MONGODB_URI in [{SECRETS_SECTION}]")
     return kube

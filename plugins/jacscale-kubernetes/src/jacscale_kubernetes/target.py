@@ -49,7 +49,8 @@ class KubePlan:
 def _credentials() -> dict[str, str]:
     return {"jwt_secret": secrets.token_urlsafe(48),
             "mongodb_password": secrets.token_urlsafe(24),
-            "redis_password": secrets.token_urlsafe(24)}
+            "redis_password": secrets.token_urlsafe(24),
+            "postgres_password": secrets.token_urlsafe(24)}
 
 
 class _Dumper(yaml.SafeDumper):
@@ -199,7 +200,8 @@ class KubernetesTarget:
         extra: KubePlan = plan.extra
         ns = extra.kube.namespace
         wanted = {(m["kind"], m["metadata"]["name"]) for m in plan.manifests}
-        keep = {("Secret", f"{plan.app_name}-mongodb-auth")}  # matches data in kept volumes
+        keep = {("Secret", f"{plan.app_name}-{db}-auth")  # matches data in kept volumes
+                for db in ("mongodb", "postgres")}
         selector = manifests.ownership_selector(plan.app_name)
         for kind in OWNED_KINDS:
             for obj in await client.list(kind, ns, selector):
@@ -231,7 +233,8 @@ class KubernetesTarget:
             for kind in OWNED_KINDS + DATA_KINDS:
                 for obj in await client.list(kind, ns, selector):
                     name = obj["metadata"]["name"]
-                    is_data = kind in DATA_KINDS or (kind, name) == ("Secret", f"{app}-mongodb-auth")
+                    is_data = kind in DATA_KINDS or (kind, name) in {
+                        ("Secret", f"{app}-mongodb-auth"), ("Secret", f"{app}-postgres-auth")}
                     if request.keep_data and is_data:
                         kept.append(describe(kind, ns, name))
                         continue

@@ -1,7 +1,8 @@
 """Which packages, at which versions, the app's image contains.
 
 Defaults: `jacscale` at the version installed here, plus `jacscale-redis` /
-`jacscale-mongo` when K8s_REDIS / K8s_MONGODB are on. `[plugins.scale.kubernetes.
+`jacscale-mongo` when K8s_REDIS / K8s_MONGODB are on, and `jacscale-postgres` with
+K8s_POSTGRES or a DATABASE_URL secret. `[plugins.scale.kubernetes.
 plugin_versions]` adds or overrides entries: a version pins it, "latest" leaves it
 unpinned, "none" leaves it out. jac-scale's key `jac_scale` means `jacscale`.
 """
@@ -78,7 +79,9 @@ class Requirements:
 def requirements(kube: KubeSettings) -> Requirements:
     """The packages the app's image needs, after applying `plugin_versions`."""
     pins: dict[str, str] = {CORE: installed_version(CORE) or "latest"}
-    for enabled, dist in ((kube.redis, "jacscale-redis"), (kube.mongodb, "jacscale-mongo")):
+    postgres = kube.postgres or "DATABASE_URL" in kube.secrets
+    for enabled, dist in ((kube.redis, "jacscale-redis"), (kube.mongodb, "jacscale-mongo"),
+                          (postgres, "jacscale-postgres")):
         if enabled:
             pins[dist] = installed_version(dist) or "latest"
     for key, value in kube.plugin_versions.items():
