@@ -11,7 +11,7 @@ import pytest
 from jacscale_postgres.kvstore import PostgresKVStore, close_pools, glob_to_like
 
 from jacscale_ext.kvstore import KVStoreUnavailable, kvstore
-from tests.fixtures.postgres_server import PostgresServer
+from jacscale_postgres.testing import PostgresServer
 from tests.fixtures.redis_server import free_port
 
 

@@ -24,7 +24,7 @@ import pytest
 from websockets.sync.client import connect
 
 from jacscale_core.testing import TestApp, running_server
-from tests.fixtures.postgres_server import PostgresServer
+from jacscale_postgres.testing import PostgresServer
 from tests.fixtures.redis_server import free_port
 from tests.fixtures.servers import EXAMPLES
 
