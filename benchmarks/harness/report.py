@@ -177,11 +177,17 @@ def markdown(results: dict[str, Any]) -> str:
             if name == "theirs" and entry.get("compare_with"):
                 ref = by_key.get(entry["compare_with"], {}).get("servers", {}).get("theirs", {})
                 summaries[name] = _usable(ref)
-                cells[name] = "n/a: no --workers" + note(
-                    f"{entry['title']}: jac-scale 0.2.31 cannot run more than one process; "
-                    f"its latency column and the ratio use its one-process "
-                    f"`{entry['compare_with']}` row."
-                )
+                if entry["key"].startswith("pg_"):
+                    cells[name] = "n/a: no PostgreSQL" + note(
+                        f"{entry['title']}: jac-scale 0.2.31 has no PostgreSQL store; its "
+                        f"latency column and the ratio use its `{entry['compare_with']}` row."
+                    )
+                else:
+                    cells[name] = "n/a: no --workers" + note(
+                        f"{entry['title']}: jac-scale 0.2.31 cannot run more than one process; "
+                        f"its latency column and the ratio use its one-process "
+                        f"`{entry['compare_with']}` row."
+                    )
                 rss[name] = "—"
                 continue
             summaries[name] = _usable(rec)

@@ -54,7 +54,12 @@ REPO_DIR = BENCH_DIR.parent
 WORK_DIR = BENCH_DIR / "work"
 RESULTS_DIR = BENCH_DIR / "results"
 PHASES = ("read", "write", "sweep", "workers2")  # each gets freshly started servers
-LABELS = {"ours": "jacscale (ours)", "theirs": "jac-scale 0.2.31", "ceiling": "bare Starlette"}
+LABELS = {
+    "ours": "jacscale (ours)",
+    "ours_pg": "jacscale on PostgreSQL",
+    "theirs": "jac-scale 0.2.31",
+    "ceiling": "bare Starlette",
+}
 RUN_OVERHEAD_S = 0.7  # process start, prepare, preflight per run (for the time estimate)
 SEED_S_PER_1000 = 2.5  # seeding cost estimate per 1,000 nodes (jac-scale is the slow one)
 REPORT_RESERVE_S = 25.0  # kept free at the end for stopping servers and writing reports
@@ -93,7 +98,7 @@ class Settings:
         )
         self.only: set[str] | None = set(args.only.split(",")) if args.only else None
         self.servers: tuple[str, ...] = tuple(args.servers.split(","))
-        complete = self.only is None and set(self.servers) == {"ours", "theirs"}
+        complete = self.only is None and {"ours", "theirs"} <= set(self.servers)
         default = "quick" if self.quick else ("latest" if complete else "partial")
         self.name: str = args.name or default
         # Only a complete, full run under the default name may refresh the README table.
@@ -119,6 +124,7 @@ class Bench:
         self.failures: list[str] = []
         self.meter = OtherLoadMeter()
         self.run_reading: Reading | None = None
+        self.postgres: Any = None  # the throwaway cluster of the ours_pg rows
 
     # -- time ----------------------------------------------------------------------
 
@@ -149,7 +155,7 @@ class Bench:
         port = free_port()
         env = {"JWT_SECRET": self.jwt_secret, "PYTHONUNBUFFERED": "1"}
         cpus = self.server_cpus if workers == 1 else None
-        if name == "ours":
+        if name in ("ours", "ours_pg"):
             toml = (BENCH_DIR / "ours.jac.toml").read_text()
             app_dir = fresh_app_dir(WORK_DIR, tag, {"jac.toml": toml})
             venv_bin = Path(sys.executable).parent
@@ -165,6 +171,10 @@ class Bench:
                 str(workers),
             ]
             env["JAC_DATA_PATH"] = str(app_dir / "data")
+            notes = ["jac.toml = benchmarks/ours.jac.toml (WebSocket per-client limits raised)"]
+            if name == "ours_pg":  # a fresh database on the run's PostgreSQL cluster
+                env["DATABASE_URL"] = self.postgres.fresh_database(tag.replace("-", "_"))
+                notes.append("DATABASE_URL: PostgreSQL 15 on loopback (fsync off), jacscale-postgres")
             return ServerSpec(
                 name,
                 LABELS[name],
@@ -176,7 +186,7 @@ class Bench:
                 start_timeout=120,
                 cpus=cpus,
                 workers=workers,
-                notes=["jac.toml = benchmarks/ours.jac.toml (WebSocket per-client limits raised)"],
+                notes=notes,
             )
         if name == "theirs":
             app_dir = fresh_app_dir(WORK_DIR, tag)
@@ -409,7 +419,8 @@ class Bench:
             rec["error"] = slot.invalid or "no valid run"
         elif slot.invalid is not None:
             rec["warning"] = f"a run did not count: {slot.invalid}"
-        slot.entry["servers"][slot.name] = rec
+        # The PostgreSQL rows fill the "ours" column (their titles say PostgreSQL).
+        slot.entry["servers"]["ours" if slot.name == "ours_pg" else slot.name] = rec
 
     @staticmethod
     def new_entry(wl: Workload) -> dict[str, Any]:
@@ -476,6 +487,10 @@ class Bench:
         environment.ensure_plot_requirements()
         if "theirs" in self.s.servers:
             environment.ensure_jacscale_venv()
+        if "ours_pg" in self.s.servers:
+            from jacscale_postgres.testing import PostgresServer
+
+            self.postgres = PostgresServer().start()
         if WORK_DIR.exists():
             shutil.rmtree(WORK_DIR)
         (WORK_DIR / "logs").mkdir(parents=True)
@@ -576,6 +591,8 @@ class Bench:
                         api.close()
                     self.stop_servers(procs, phase)
         finally:
+            if self.postgres is not None:
+                self.postgres.remove()
             self.results["meta"]["elapsed_s"] = round(self.elapsed(), 1)
             self.finish()
         if self.failures:
@@ -686,7 +703,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="a ~2-minute subset (make bench-quick)")
     p.add_argument("--only", help="comma-separated workload keys (see README)")
     p.add_argument(
-        "--servers", default="ours,theirs", help="which servers to run: ours,theirs (default both)"
+        "--servers",
+        default="ours,theirs,ours_pg",
+        help="which servers to run: ours,theirs,ours_pg (default all three)",
     )
     p.add_argument("--runs", type=int, help="measured runs per workload (3; quick 2)")
     p.add_argument("--duration", type=float, help="seconds per run, whole seconds (2)")

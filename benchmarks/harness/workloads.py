@@ -215,6 +215,14 @@ def all_workloads() -> list[Workload]:
             phase="write",
         ),
         Workload(
+            "increment",
+            "increment one shared counter",
+            "POST /walker/increment (public): every request bumps the same node on the "
+            "guest root, a read-modify-write that conflicts under concurrency.",
+            prepare=_increment,
+            phase="write",
+        ),
+        Workload(
             "webhook",
             "webhook call",
             "POST /webhook/PaymentReceived (seed example 03) with X-API-Key and an "
@@ -222,6 +230,7 @@ def all_workloads() -> list[Workload]:
             prepare=_webhook,
         ),
     ]
+    w += _on_postgres(w)
     for n in (1, 10, 100):
         w.append(
             Workload(
@@ -285,6 +294,35 @@ def all_workloads() -> list[Workload]:
         ),
     ]
     return w
+
+
+def _increment(api: ApiClient) -> HttpRequest:
+    return HttpRequest("POST", "/walker/increment", b"{}", dict(JSON))
+
+
+def _on_postgres(rows: list[Workload]) -> list[Workload]:
+    """create / list 100 / increment again, served by ours on PostgreSQL (DATABASE_URL)."""
+    out = []
+    for wl in rows:
+        if wl.key not in ("create", "list100", "increment"):
+            continue
+        out.append(
+            Workload(
+                f"pg_{wl.key}",
+                f"PostgreSQL: {wl.title}",
+                f"As `{wl.key}`, served by ours with DATABASE_URL on a local PostgreSQL 15 "
+                f"(jacscale-postgres) instead of SQLite; the jac-scale column is its `{wl.key}` run.",
+                prepare=wl.prepare,
+                check=wl.check,
+                connections=wl.connections,
+                fresh_per_run=wl.fresh_per_run,
+                servers=("ours_pg",),
+                compare_with=wl.key,
+                seed_nodes=wl.seed_nodes,
+                phase=wl.phase,
+            )
+        )
+    return out
 
 
 def ceiling_workload() -> Workload:
