@@ -102,10 +102,15 @@ def open_pool(
     timeout: float = POOL_TIMEOUT_SECONDS,
     options: str | None = None,
 ) -> ConnectionPool:
-    """A closed pool of up to `max_size` connections to `url` (open it with `pool.open()`)."""
+    """A closed pool of `max_size` connections to `url` (open it with `pool.open()`).
+
+    All of them are kept open: a pool that grew on demand made the first
+    requests of a busy server wait while connections (each a SCRAM handshake)
+    were made one by one.
+    """
     return ConnectionPool(
         url,
-        min_size=1,
+        min_size=max_size,
         max_size=max_size,
         timeout=timeout,
         kwargs=connect_kwargs(url, name, options),
