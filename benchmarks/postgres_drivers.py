@@ -47,7 +47,9 @@ def seed(url: str) -> tuple[uuid.UUID, list[uuid.UUID]]:
     store = PostgresGraphStore(url)
     root = RecordWrite(op="create", id=uuid.uuid4(), kind="node", is_root=True, state=STATE)
     store.apply([root])
-    todos = [RecordWrite(op="create", id=uuid.uuid4(), kind="node", state=STATE) for _ in range(100)]
+    todos = [
+        RecordWrite(op="create", id=uuid.uuid4(), kind="node", state=STATE) for _ in range(100)
+    ]
     store.apply(todos)
     store.close()
     return root.id, [t.id for t in todos]

@@ -24,9 +24,11 @@ def test_golden_postgres(app_dir: Path) -> None:
     [
         ({"K8s_POSTGRES": "1", "K8s_REPLICAS": "2", "K8s_MAX_REPLICAS": "4"}, ""),
         ({}, '[plugins.scale.kubernetes]\ndatabase = "postgres"\nstorage_class = "fast"\n'),
-        ({"PG": "postgresql://u:p@db.internal/app"},
-         '[plugins.scale.secrets]\nDATABASE_URL = "${PG}"\n[plugins.scale.kubernetes]\nreplicas = 3\n'
-         "max_replicas = 3\n"),
+        (
+            {"PG": "postgresql://u:p@db.internal/app"},
+            '[plugins.scale.secrets]\nDATABASE_URL = "${PG}"\n[plugins.scale.kubernetes]\nreplicas = 3\n'
+            "max_replicas = 3\n",
+        ),
     ],
 )
 def test_postgres_manifests_are_schema_valid(app_dir: Path, env: dict[str, str], toml: str) -> None:
@@ -57,8 +59,11 @@ def test_generated_credentials_live_only_in_the_secret(app_dir: Path) -> None:
     assert env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "jaseci-postgres-auth"
     assert database["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "1Gi"
     app = by_kind(plan.manifests, "Deployment", "jaseci")["spec"]["template"]["spec"]
-    refs = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"]
-            for e in app["containers"][0]["env"] if "valueFrom" in e}
+    refs = {
+        e["name"]: e["valueFrom"]["secretKeyRef"]["name"]
+        for e in app["containers"][0]["env"]
+        if "valueFrom" in e
+    }
     assert refs["DATABASE_URL"] == "jaseci-postgres-auth"
     # A shared store: replicas and an autoscaler are allowed.
     assert by_kind(plan.manifests, "HorizontalPodAutoscaler")["spec"]["minReplicas"] == 2
@@ -66,11 +71,14 @@ def test_generated_credentials_live_only_in_the_secret(app_dir: Path) -> None:
 
 def test_an_external_database_url_adds_no_database(app_dir: Path) -> None:
     (app_dir / "jac.toml").write_text('[plugins.scale.secrets]\nDATABASE_URL = "${PG}"\n')
-    plan = plan_for(app_dir / "app.jac", {"PG": "postgresql://u:pw@db/app", "K8s_REPLICAS": "2",
-                                          "K8s_MAX_REPLICAS": "2"})
+    plan = plan_for(
+        app_dir / "app.jac",
+        {"PG": "postgresql://u:pw@db/app", "K8s_REPLICAS": "2", "K8s_MAX_REPLICAS": "2"},
+    )
     assert not any(m["kind"] == "StatefulSet" for m in plan.manifests)
     assert secret_values(by_kind(plan.manifests, "Secret", "jaseci-secrets"))["DATABASE_URL"] == (
-        "postgresql://u:pw@db/app")
+        "postgresql://u:pw@db/app"
+    )
     assert "u:pw@db" not in plan.preview
 
 
@@ -92,6 +100,9 @@ def test_dry_run_shows_the_postgres_statefulset() -> None:
     docs = preview_docs(out.getvalue())
     validate_all(docs)
     names = {(d["kind"], d["metadata"]["name"]) for d in docs}
-    assert {("Secret", "todo-postgres-auth"), ("Service", "todo-postgres"),
-            ("StatefulSet", "todo-postgres")} <= names
+    assert {
+        ("Secret", "todo-postgres-auth"),
+        ("Service", "todo-postgres"),
+        ("StatefulSet", "todo-postgres"),
+    } <= names
     assert "<generated at first deploy, kept afterwards>" in out.getvalue()

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 from jacscale_postgres.kvstore import PostgresKVStore, close_pools, glob_to_like
+from jacscale_postgres.testing import PostgresServer
 
 from jacscale_ext.kvstore import KVStoreUnavailable, kvstore
-from jacscale_postgres.testing import PostgresServer
 from tests.fixtures.redis_server import free_port
 
 

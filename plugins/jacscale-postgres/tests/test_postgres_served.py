@@ -21,10 +21,10 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from jacscale_postgres.testing import PostgresServer
 from websockets.sync.client import connect
 
 from jacscale_core.testing import TestApp, running_server
-from jacscale_postgres.testing import PostgresServer
 from tests.fixtures.redis_server import free_port
 from tests.fixtures.servers import EXAMPLES
 
@@ -233,7 +233,9 @@ def test_killed_mid_load_loses_no_acknowledged_write_and_refuses_none_that_commi
             for i in range(10_000):
                 title = f"lane{lane}-{i}"
                 try:
-                    r = await client.post("/walker/add_todo", json={"title": title}, headers=headers)
+                    r = await client.post(
+                        "/walker/add_todo", json={"title": title}, headers=headers
+                    )
                 except httpx.HTTPError:
                     statuses.append(0)
                     continue
@@ -287,9 +289,10 @@ def test_two_servers_share_one_database_exactly(
 ) -> None:
     url = postgres_server.fresh_database("pair")
     env = env_for(url)
-    with running_server(TODO, tmp_path / "one", env=env) as one, running_server(
-        TODO, tmp_path / "two", env=env
-    ) as two:
+    with (
+        running_server(TODO, tmp_path / "one", env=env) as one,
+        running_server(TODO, tmp_path / "two", env=env) as two,
+    ):
         # 200 concurrent increments split between the servers end at exactly 200.
         async def hammer() -> list[httpx.Response]:
             limits = httpx.Limits(max_connections=50, max_keepalive_connections=0)
@@ -306,7 +309,10 @@ def test_two_servers_share_one_database_exactly(
         assert reports(httpx.post(two + "/walker/increment", timeout=10)) == [202]
 
         # A write on one server is read on the other at once (both have it cached).
-        with httpx.Client(base_url=one, timeout=30) as a, httpx.Client(base_url=two, timeout=30) as b:
+        with (
+            httpx.Client(base_url=one, timeout=30) as a,
+            httpx.Client(base_url=two, timeout=30) as b,
+        ):
             alice_a = sign_up(a, "alice@example.com")
             login = b.post("/user/login", json={"email": "alice@example.com", "password": PASSWORD})
             alice_b = {"Authorization": f"Bearer {login.json()['access_token']}"}
@@ -331,9 +337,10 @@ def test_a_broadcast_reaches_sockets_on_both_servers(
 ) -> None:
     url = postgres_server.fresh_database("ws")
     env = {**env_for(url), "JACSCALE_BROADCAST_CHANNEL": f"jacscale:test:{secrets.token_hex(4)}"}
-    with running_server(CHAT, tmp_path / "one", env=env) as one, running_server(
-        CHAT, tmp_path / "two", env=env
-    ) as two:
+    with (
+        running_server(CHAT, tmp_path / "one", env=env) as one,
+        running_server(CHAT, tmp_path / "two", env=env) as two,
+    ):
         for base in (one, two):
             check = httpx.get(base + "/readyz", timeout=5).json()["checks"]["broadcast"]
             assert check["ok"] is True and "postgresql LISTEN" in check["detail"], check

@@ -196,17 +196,18 @@ class PostgresBroadcastBus:
         return bytes(row[0]) if row else None
 
     async def _handle(self, payload: str) -> None:
-        data: bytes | None = payload.encode()
+        data = payload.encode()
         if payload.startswith("#"):
             try:
-                data = await asyncio.wait_for(self._fetch(int(payload[1:])), CONNECT_TIMEOUT)
+                stored = await asyncio.wait_for(self._fetch(int(payload[1:])), CONNECT_TIMEOUT)
             except (psycopg.Error, OSError, TimeoutError, ValueError) as exc:
                 await self._drop_publisher()
                 log.warning("broadcast: could not read message %s: %s", payload, type(exc).__name__)
                 return
-            if data is None:
+            if stored is None:
                 log.warning("broadcast: message %s expired before it was read", payload)
                 return
+            data = stored
         try:
             message = _decoder.decode(data)
         except msgspec.DecodeError as exc:

@@ -16,8 +16,6 @@ server's reason.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from typing import Any
 
 import psycopg
@@ -38,7 +36,6 @@ LOCK_TIMEOUT_MS = 10_000
 IDLE_IN_TRANSACTION_MS = 30_000
 POOL_SIZE = 16  # the walker thread pool's default size: no thread waits for a connection
 POOL_TIMEOUT_SECONDS = 5.0
-WARN_EVERY_SECONDS = 30.0
 
 
 class PostgresUnavailable(StoreUnavailable):
@@ -134,7 +131,9 @@ def translate(exc: BaseException, url: str, action: str) -> Exception:
     if isinstance(exc, pg_errors.LockNotAvailable):
         log.warning("PostgreSQL at %s: %s waited too long for a lock", where, action)
         return PostgresUnavailable(f"the database (PostgreSQL) is busy: {action} waited for a lock")
-    if isinstance(exc, psycopg.OperationalError | pg_errors.AdminShutdown | pg_errors.CannotConnectNow):
+    if isinstance(
+        exc, psycopg.OperationalError | pg_errors.AdminShutdown | pg_errors.CannotConnectNow
+    ):
         log.warning("PostgreSQL at %s: %s failed: %s", where, action, reason(exc, url))
         return PostgresUnavailable(f"the database (PostgreSQL) is unreachable; {action} failed")
     sqlstate = getattr(exc, "sqlstate", None)
@@ -145,23 +144,3 @@ def translate(exc: BaseException, url: str, action: str) -> Exception:
 def unreachable_at_start(exc: BaseException, url: str) -> PostgresUnavailable:
     """The start-up error: names the masked URL and the server's reason."""
     return PostgresUnavailable(f"PostgreSQL at {mask_uri(url)} is unreachable: {reason(exc, url)}")
-
-
-class RateLimitedLog:
-    """Logs a warning at most once per WARN_EVERY_SECONDS per key (outages are noisy)."""
-
-    def __init__(self, logger: logging.Logger) -> None:
-        """Warn through `logger`."""
-        self._logger = logger
-        self._last: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def warning(self, key: str, message: str, *args: Any) -> None:
-        """Log `message` unless `key` was logged within the last WARN_EVERY_SECONDS."""
-        now = time.monotonic()
-        with self._lock:
-            last = self._last.get(key)
-            if last is not None and now - last < WARN_EVERY_SECONDS:
-                return
-            self._last[key] = now
-        self._logger.warning(message, *args)

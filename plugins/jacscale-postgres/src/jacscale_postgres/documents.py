@@ -114,5 +114,3 @@ class PostgresDocuments:
             return cur.rowcount
 
         return self._run(f"deleting from {col}", delete) > 0
-
-

@@ -36,9 +36,13 @@ LIVE = "(expires_at IS NULL OR expires_at > now())"
 
 def _connect(uri: str) -> ConnectionPool:
     if not is_postgres_url(uri):
-        raise ValueError(f"kvstore(db_type='postgres') needs a postgresql:// URL, got {mask_uri(uri)}")
+        raise ValueError(
+            f"kvstore(db_type='postgres') needs a postgresql:// URL, got {mask_uri(uri)}"
+        )
     try:
-        with psycopg.connect(uri, autocommit=True, **connect_kwargs(uri, "jacscale-kvstore")) as conn:
+        with psycopg.connect(
+            uri, autocommit=True, **connect_kwargs(uri, "jacscale-kvstore")
+        ) as conn:
             migrate(conn)
     except psycopg.Error as exc:
         raise KVStoreUnavailable(

@@ -21,7 +21,6 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +58,9 @@ def _cluster_owner() -> pwd.struct_passwd | None:
             return pwd.getpwnam(name)
         except KeyError:
             continue
-    raise PostgresClusterError("running as root and neither a `postgres` nor a `nobody` user exists")
+    raise PostgresClusterError(
+        "running as root and neither a `postgres` nor a `nobody` user exists"
+    )
 
 
 class PostgresServer:
@@ -102,9 +103,13 @@ class PostgresServer:
         )
         pwfile.unlink()
         if done.returncode != 0:
-            raise PostgresClusterError(f"initdb failed:\n{done.stdout.decode()}\n{done.stderr.decode()}")
+            raise PostgresClusterError(
+                f"initdb failed:\n{done.stdout.decode()}\n{done.stderr.decode()}"
+            )
 
-    def url(self, database: str = "postgres", user: str = SUPERUSER, password: str | None = None) -> str:
+    def url(
+        self, database: str = "postgres", user: str = SUPERUSER, password: str | None = None
+    ) -> str:
         """`postgresql://jacscale:<password>@127.0.0.1:<port>/<database>`."""
         secret = self.password if password is None else password
         return f"postgresql://{user}:{secret}@127.0.0.1:{self.port}/{database}"
