@@ -121,6 +121,9 @@ class AsyncpgStore:
                 [None, None],
                 [False, False],
                 [w.state for w in creates],
+                [],
+                [],
+                [],
             )
             assert len(made) == 2
             await conn.fetchval(

@@ -81,7 +81,9 @@ def test_schema_is_versioned_and_migrated_once_by_concurrent_servers(db_url: str
 
 
 def test_a_database_from_a_newer_jacscale_is_refused(db_url: str) -> None:
-    PostgresGraphStore(db_url).prepare()
+    first = PostgresGraphStore(db_url)
+    first.prepare()
+    first.close()
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("INSERT INTO jacscale_schema (version, description) VALUES (999, 'future')")
     store = PostgresGraphStore(db_url)

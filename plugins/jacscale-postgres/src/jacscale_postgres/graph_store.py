@@ -34,6 +34,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -80,16 +81,22 @@ SELECT a.id, a.kind, a.version, a.root, a.is_root, a.state,
        END
   FROM jacscale_anchors a WHERE a.id = ANY(%s)
 """
+# New records and their edges in one statement; the edges of a record that
+# already existed (a conflict: the batch rolls back) are not inserted.
 _CREATE = """
-INSERT INTO jacscale_anchors (id, kind, version, root, is_root, state)
-SELECT id, kind, 1, root, is_root, state
-  FROM unnest(%s::uuid[], %s::text[], %s::uuid[], %s::boolean[], %s::bytea[])
-       AS t(id, kind, root, is_root, state)
-ON CONFLICT (id) DO NOTHING RETURNING id
-"""
-_CREATE_EDGES = """
-INSERT INTO jacscale_edges (node, pos, edge)
-SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::uuid[])
+WITH made AS (
+  INSERT INTO jacscale_anchors (id, kind, version, root, is_root, state)
+  SELECT id, kind, 1, root, is_root, state
+    FROM unnest(%s::uuid[], %s::text[], %s::uuid[], %s::boolean[], %s::bytea[])
+         AS t(id, kind, root, is_root, state)
+  ON CONFLICT (id) DO NOTHING RETURNING id
+), edges AS (
+  INSERT INTO jacscale_edges (node, pos, edge)
+  SELECT e.node, e.pos, e.edge
+    FROM unnest(%s::uuid[], %s::bigint[], %s::uuid[]) AS e(node, pos, edge)
+   WHERE e.node IN (SELECT id FROM made)
+)
+SELECT id FROM made
 """
 _APPEND_EDGES = """
 INSERT INTO jacscale_edges (node, pos, edge)
@@ -107,6 +114,15 @@ class PostgresConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     pool_size: int = POOL_SIZE
     pool_timeout_seconds: float = POOL_TIMEOUT_SECONDS
     statement_timeout_ms: int = STATEMENT_TIMEOUT_MS
+
+
+@dataclass
+class _Pending:
+    """A sent batch's cursors, read back by _check_batch."""
+
+    creates: tuple[list[RecordWrite], psycopg.Cursor] | None = None
+    updates: list[tuple[RecordWrite, psycopg.Cursor]] = field(default_factory=list)
+    deletes: list[UUID] = field(default_factory=list)
 
 
 class _NotCommitted(Exception):
@@ -270,11 +286,14 @@ class PostgresGraphStore:
         xid: int | None = None
         committing = False
         try:
-            with conn.transaction():
-                cur = conn.cursor()
-                row = cur.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()
+            # Pipeline mode: every statement is sent at once and read back at once,
+            # so a batch costs two round trips (statements, then COMMIT), not one each.
+            with conn.pipeline(), conn.transaction():
+                xid_cursor = conn.execute("SELECT pg_current_xact_id()::text::bigint")
+                pending = self._send_batch(conn, writes)
+                row = xid_cursor.fetchone()
                 xid = int(row[0]) if row else None
-                results = self._write_batch(cur, writes)
+                results = self._check_batch(conn, pending)
                 committing = True
         except psycopg.OperationalError as exc:
             if not committing or xid is None:
@@ -292,69 +311,83 @@ class PostgresGraphStore:
             self._prune(conn)
         return results
 
-    def _write_batch(
-        self, cur: psycopg.Cursor, writes: list[RecordWrite]
-    ) -> dict[UUID, AnchorRecord | int | None]:
-        results: dict[UUID, AnchorRecord | int | None] = {}
+    def _send_batch(self, conn: psycopg.Connection, writes: list[RecordWrite]) -> _Pending:
+        """Queue one batch's statements (nothing is read yet)."""
+        pending = _Pending()
         creates = [w for w in writes if w.op == "create"]
         updates = sorted((w for w in writes if w.op == "update"), key=lambda w: w.id.bytes)
         deletes = [w.id for w in writes if w.op == "delete"]
         if creates:
-            cur.execute(
-                _CREATE,
-                (
-                    [w.id for w in creates],
-                    [w.kind for w in creates],
-                    [w.root for w in creates],
-                    [w.is_root for w in creates],
-                    [w.state or b"" for w in creates],
-                ),
-            )
-            made = {r[0] for r in cur.fetchall()}
-            for w in creates:
-                if w.id not in made:
-                    raise WriteConflict(w.id, None, -1)
-                results[w.id] = 1
             nodes, positions, edges = [], [], []
             for w in creates:
                 for pos, edge in enumerate(w.edges):
                     nodes.append(w.id)
                     positions.append(pos)
                     edges.append(edge)
-            if edges:
-                cur.execute(_CREATE_EDGES, (nodes, positions, edges))
-        for w in updates:
-            results[w.id] = self._update(cur, w)
-        if deletes:
-            cur.execute("DELETE FROM jacscale_anchors WHERE id = ANY(%s)", (deletes,))
-            cur.execute("DELETE FROM jacscale_edges WHERE node = ANY(%s)", (deletes,))
-            for anchor_id in deletes:
-                results[anchor_id] = None
-        cur.execute(_LOG, (list(results), self._writer))
-        return results
-
-    def _update(self, cur: psycopg.Cursor, w: RecordWrite) -> int:
-        expect = w.expect_version
-        sets = "version = version + 1" + (", state = %(state)s" if w.state is not None else "")
-        where = "id = %(id)s" + (" AND version = %(expect)s" if expect is not None else "")
-        params = {"id": w.id, "state": w.state, "expect": expect}
-        row = cur.execute(
-            f"UPDATE jacscale_anchors SET {sets} WHERE {where} RETURNING version".encode(), params
-        ).fetchone()
-        if row is None:
-            found = cur.execute(
-                "SELECT version FROM jacscale_anchors WHERE id = %s", (w.id,)
-            ).fetchone()
-            raise WriteConflict(w.id, expect, None if found is None else int(found[0]))
-        if w.edges_removed:
-            cur.execute(
-                "DELETE FROM jacscale_edges WHERE node = %s AND edge = ANY(%s)",
-                (w.id, list(w.edges_removed)),
+            params = (
+                [w.id for w in creates],
+                [w.kind for w in creates],
+                [w.root for w in creates],
+                [w.is_root for w in creates],
+                [w.state or b"" for w in creates],
+                nodes,
+                positions,
+                edges,
             )
-        if w.edges_added:
-            added = list(dict.fromkeys(w.edges_added))
-            cur.execute(_APPEND_EDGES, {"node": w.id, "edges": added})
-        return int(row[0])
+            pending.creates = (creates, conn.execute(_CREATE, params))
+        for w in updates:
+            expect = w.expect_version
+            sets = "version = version + 1" + (", state = %(state)s" if w.state is not None else "")
+            where = "id = %(id)s" + (" AND version = %(expect)s" if expect is not None else "")
+            update = f"UPDATE jacscale_anchors SET {sets} WHERE {where} RETURNING version"
+            cursor = conn.execute(update.encode(), {"id": w.id, "state": w.state, "expect": expect})
+            pending.updates.append((w, cursor))
+            # After the UPDATE: its row lock orders concurrent appends to this node.
+            if w.edges_removed:
+                conn.execute(
+                    "DELETE FROM jacscale_edges WHERE node = %s AND edge = ANY(%s)",
+                    (w.id, list(w.edges_removed)),
+                )
+            if w.edges_added:
+                added = list(dict.fromkeys(w.edges_added))
+                conn.execute(_APPEND_EDGES, {"node": w.id, "edges": added})
+        if deletes:
+            conn.execute("DELETE FROM jacscale_anchors WHERE id = ANY(%s)", (deletes,))
+            conn.execute("DELETE FROM jacscale_edges WHERE node = ANY(%s)", (deletes,))
+            pending.deletes = deletes
+        ids = [w.id for w in creates] + [w.id for w in updates] + deletes
+        conn.execute(_LOG, (ids, self._writer))
+        return pending
+
+    @staticmethod
+    def _check_batch(
+        conn: psycopg.Connection, pending: _Pending
+    ) -> dict[UUID, AnchorRecord | int | None]:
+        """Read the answers; a create that found its id, or a missed compare-and-set, conflicts.
+
+        Raising inside the transaction rolls every statement of the batch back.
+        """
+        results: dict[UUID, AnchorRecord | int | None] = {}
+        if pending.creates is not None:
+            creates, cursor = pending.creates
+            made = {r[0] for r in cursor.fetchall()}
+            for w in creates:
+                if w.id not in made:
+                    raise WriteConflict(w.id, None, -1)
+                results[w.id] = 1
+        for w, cursor in pending.updates:
+            row = cursor.fetchone()
+            if row is None:
+                found = conn.execute(
+                    "SELECT version FROM jacscale_anchors WHERE id = %s", (w.id,)
+                ).fetchone()
+                raise WriteConflict(
+                    w.id, w.expect_version, None if found is None else int(found[0])
+                )
+            results[w.id] = int(row[0])
+        for anchor_id in pending.deletes:
+            results[anchor_id] = None
+        return results
 
     def _settle(self, xid: int) -> bool:
         """Whether transaction `xid` committed, asking for up to IN_DOUBT_SECONDS."""
