@@ -357,3 +357,19 @@ def test_a_broadcast_reaches_sockets_on_both_servers(
             for sock in (b, a):
                 got = json.loads(sock.recv(timeout=10))
                 assert got["data"]["reports"][0]["content"] == big
+
+
+def test_the_url_can_come_from_jac_toml_and_one_graph_store_is_chosen(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    url = postgres_server.fresh_database("toml")
+    app = app_with_toml(tmp_path, TODO, f'[plugins.scale.database]\ndatabase_url = "{url}"\n')
+    env = {**env_for(""), "DATABASE_URL": ""}
+    with TestApp(app, tmp_path / "data", env=env) as client:
+        reports(client.post("/walker/increment"))
+        detail = client.get("/readyz").json()["checks"]["store"]["detail"]
+        assert detail.startswith("postgresql://jacscale:***@127.0.0.1"), detail
+    both = {**env_for(url), "MONGODB_URI": "mongodb://127.0.0.1:1/x"}
+    with pytest.raises(Exception, match="both DATABASE_URL and MONGODB_URI"):  # noqa: B017
+        with TestApp(TODO, tmp_path / "data2", env=both):
+            pass

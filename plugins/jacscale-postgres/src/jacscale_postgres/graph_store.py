@@ -473,7 +473,7 @@ def jacscale_config_sections() -> dict[str, type]:
     return {CONFIG_SECTION: PostgresConfig}
 
 
-@hookimpl
+@hookimpl(tryfirst=True)  # first, so DATABASE_URL together with MONGODB_URI is always refused
 def jacscale_graph_store(app: AppContext) -> PostgresGraphStore | None:
     """The PostgreSQL store when DATABASE_URL is set; otherwise pass."""
     url = database_url(app)
