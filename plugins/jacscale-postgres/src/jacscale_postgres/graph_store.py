@@ -219,7 +219,7 @@ class PostgresGraphStore:
 
         def load(conn: psycopg.Connection) -> dict[UUID, AnchorRecord]:
             out: dict[UUID, AnchorRecord] = {}
-            for row in conn.execute(_LOAD, (wanted,)):
+            for row in conn.cursor(binary=True).execute(_LOAD, (wanted,)):
                 rec = _record(row)
                 out[rec.id] = rec
             return out
