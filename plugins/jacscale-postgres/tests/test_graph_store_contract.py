@@ -223,24 +223,3 @@ def test_documents_never_run_input_as_sql(store: PostgresGraphStore) -> None:
     assert [d["_id"] for d in docs.find("users", {"tags": ["x"]})] == ["a"]
     assert docs.find("users", {"tags": []}) == []  # equality, not containment
     assert docs.find("other", {}) == []
-
-
-def test_the_scheduler_lease_is_held_by_one_server_and_freed_by_a_crash(db_url: str) -> None:
-    from jacscale_postgres.lease import AdvisoryLease
-
-    one, two = AdvisoryLease(db_url), AdvisoryLease(db_url)
-    assert one.try_acquire() is True
-    assert two.try_acquire() is False
-    assert one.try_acquire() is True and one.held()
-    # The holder's connection dies (a crashed server): PostgreSQL frees the lock.
-    with psycopg.connect(db_url, autocommit=True) as admin:
-        admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE application_name = 'jacscale-lease' AND pid <> pg_backend_pid()"
-        )
-    assert one.held() is False
-    assert two.try_acquire() is True
-    assert one.try_acquire() is False
-    two.release()
-    assert one.try_acquire() is True
-    one.release()

@@ -17,9 +17,8 @@ import psycopg
 
 log = logging.getLogger("jacscale.postgres")
 
-# pg_advisory_lock keys: one 64-bit number per purpose, shared by every jacscale server.
-MIGRATION_LOCK = 0x6A61_6373_0001  # "jacs" + 1
-SCHEDULER_LOCK = 0x6A61_6373_0002  # reserved for the scheduler's lease (see docs/storage-tiers.md)
+# The pg_advisory_lock key of migrations, shared by every jacscale server ("jacs" + 1).
+MIGRATION_LOCK = 0x6A61_6373_0001
 
 MIGRATIONS: list[tuple[int, str, str]] = [
     (
@@ -81,6 +80,28 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             expires_at timestamptz,
             PRIMARY KEY (db_name, col, key)
         );
+        """,
+    ),
+    (
+        4,
+        "scheduler lease and jobs",
+        """
+        CREATE TABLE jacscale_scheduler_leases (
+            name text PRIMARY KEY,
+            holder text NOT NULL,
+            expires double precision NOT NULL
+        );
+        CREATE TABLE jacscale_scheduler_jobs (
+            id text PRIMARY KEY,
+            owner text NOT NULL,
+            created_at double precision NOT NULL,
+            next_run double precision,
+            doc jsonb NOT NULL
+        );
+        CREATE INDEX jacscale_scheduler_jobs_owner
+            ON jacscale_scheduler_jobs (owner, created_at, id);
+        CREATE INDEX jacscale_scheduler_jobs_due
+            ON jacscale_scheduler_jobs (next_run) WHERE next_run IS NOT NULL;
         """,
     ),
 ]
