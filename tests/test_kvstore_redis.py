@@ -265,7 +265,7 @@ def test_no_uri_anywhere_names_all_three_places(app_dir: Path) -> None:
         kvstore(db_name="x", db_type="redis")
 
 
-@pytest.mark.parametrize("db_type", ["postgres", "Redis", ""])
+@pytest.mark.parametrize("db_type", ["mysql", "Redis", ""])
 def test_unknown_db_type_names_the_allowed_ones(db_type: str, redis_server: str) -> None:
     with pytest.raises(ValueError, match="allowed are 'mongodb', 'redis'"):
         kvstore(db_name="x", db_type=db_type, uri=redis_server)

@@ -223,3 +223,32 @@ def test_documents_never_run_input_as_sql(store: PostgresGraphStore) -> None:
     assert [d["_id"] for d in docs.find("users", {"tags": ["x"]})] == ["a"]
     assert docs.find("users", {"tags": []}) == []  # equality, not containment
     assert docs.find("other", {}) == []
+
+
+def test_a_lost_commit_reply_is_settled_by_the_transactions_own_rows(
+    store: PostgresGraphStore, db_url: str
+) -> None:
+    """After a crash a transaction id can be handed out again: its status alone is not proof."""
+    store.prepare()
+
+    def transaction(commit: bool, writer: int) -> tuple[int, list[tuple[int, uuid.UUID]]]:
+        with psycopg.connect(db_url) as conn:
+            xid = int(conn.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()[0])
+            anchor = uuid.uuid4()
+            seq = conn.execute(
+                "INSERT INTO jacscale_changes (id, writer) VALUES (%s, %s) RETURNING seq",
+                (anchor, writer),
+            ).fetchone()[0]
+            if commit:
+                conn.commit()
+            else:
+                conn.rollback()
+        return xid, [(int(seq), anchor)]
+
+    ours = store._writer
+    assert store._settle(*transaction(True, ours)) is True
+    assert store._settle(*transaction(False, ours)) is False
+    # A committed transaction with that id, but not ours (other rows): not committed.
+    xid, _ = transaction(True, ours + 1)
+    _, marks = transaction(False, ours)
+    assert store._settle(xid, marks) is False

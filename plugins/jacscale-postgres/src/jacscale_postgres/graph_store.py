@@ -105,7 +105,7 @@ SELECT %(node)s, b.last + t.ord, t.edge
        (SELECT COALESCE(MAX(pos), -1) AS last FROM jacscale_edges WHERE node = %(node)s) AS b
 ON CONFLICT (node, edge) DO NOTHING
 """
-_LOG = "INSERT INTO jacscale_changes (id, writer) SELECT unnest(%s::uuid[]), %s"
+_LOG = "INSERT INTO jacscale_changes (id, writer) SELECT unnest(%s::uuid[]), %s RETURNING seq, id"
 
 
 class PostgresConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -123,6 +123,8 @@ class _Pending:
     creates: tuple[list[RecordWrite], psycopg.Cursor] | None = None
     updates: list[tuple[RecordWrite, psycopg.Cursor]] = field(default_factory=list)
     deletes: list[UUID] = field(default_factory=list)
+    logged: psycopg.Cursor | None = None  # the change-log rows: (seq, id)
+    marks: list[tuple[int, UUID]] = field(default_factory=list)  # read back before COMMIT
 
 
 class _NotCommitted(Exception):
@@ -285,6 +287,7 @@ class PostgresGraphStore:
     ) -> dict[UUID, AnchorRecord | int | None]:
         xid: int | None = None
         committing = False
+        pending = _Pending()
         try:
             # Pipeline mode: every statement is sent at once and read back at once,
             # so a batch costs two round trips (statements, then COMMIT), not one each.
@@ -298,7 +301,7 @@ class PostgresGraphStore:
         except psycopg.OperationalError as exc:
             if not committing or xid is None:
                 raise _NotCommitted(exc) from None
-            if self._settle(xid):
+            if self._settle(xid, pending.marks):
                 log.warning(
                     "PostgreSQL at %s: COMMIT's reply was lost, but transaction %d committed",
                     self.location,
@@ -356,7 +359,7 @@ class PostgresGraphStore:
             conn.execute("DELETE FROM jacscale_edges WHERE node = ANY(%s)", (deletes,))
             pending.deletes = deletes
         ids = [w.id for w in creates] + [w.id for w in updates] + deletes
-        conn.execute(_LOG, (ids, self._writer))
+        pending.logged = conn.execute(_LOG, (ids, self._writer))
         return pending
 
     @staticmethod
@@ -387,10 +390,19 @@ class PostgresGraphStore:
             results[w.id] = int(row[0])
         for anchor_id in pending.deletes:
             results[anchor_id] = None
+        if pending.logged is not None:
+            pending.marks = [(int(seq), anchor_id) for seq, anchor_id in pending.logged.fetchall()]
         return results
 
-    def _settle(self, xid: int) -> bool:
-        """Whether transaction `xid` committed, asking for up to IN_DOUBT_SECONDS."""
+    def _settle(self, xid: int, marks: list[tuple[int, UUID]]) -> bool:
+        """Whether transaction `xid`, which wrote change-log rows `marks`, committed.
+
+        Asks for up to IN_DOUBT_SECONDS (the server may be restarting). Once
+        `pg_xact_status` says the transaction ended, it committed exactly when its
+        change-log rows (seq, our writer token, id) are there: after a crash the
+        server may hand the id of a transaction that never reached the disk to a
+        new one, so the status alone could report someone else's commit.
+        """
         deadline = time.monotonic() + IN_DOUBT_SECONDS
         kwargs = connect_kwargs(self.url, "jacscale-settle", self._options)
         kwargs["connect_timeout"] = 2
@@ -400,9 +412,14 @@ class PostgresGraphStore:
                     row = conn.execute(
                         "SELECT pg_xact_status(%s::text::xid8)", (str(xid),)
                     ).fetchone()
-                status = row[0] if row else None
-                if status in ("committed", "aborted"):
-                    return status == "committed"
+                    status = row[0] if row else None
+                    if status in ("committed", "aborted"):
+                        found = conn.execute(
+                            "SELECT count(*) FROM jacscale_changes"
+                            " WHERE writer = %s AND (seq, id) IN (SELECT * FROM unnest(%s::bigint[], %s::uuid[]))",
+                            (self._writer, [m[0] for m in marks], [m[1] for m in marks]),
+                        ).fetchone()
+                        return bool(marks) and found is not None and found[0] == len(marks)
             except psycopg.Error as exc:
                 log.debug("settling transaction %d: %s", xid, type(exc).__name__)
             if time.monotonic() > deadline:
