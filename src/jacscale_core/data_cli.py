@@ -36,7 +36,8 @@ def _sqlite_path(ctx: AppContext) -> Path | None:
 def _no_builtin_backup(ctx: AppContext) -> int:
     return _fail(
         f"the store at {ctx.store.location} has no built-in backup; use its own tools"
-        " (MongoDB: mongodump --uri ... / mongorestore --uri ... --drop)"
+        " (MongoDB: mongodump --uri ... / mongorestore --uri ... --drop;"
+        " PostgreSQL: pg_dump -Fc ... / pg_restore --clean -d ...)"
     )
 
 

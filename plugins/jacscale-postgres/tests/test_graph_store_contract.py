@@ -252,3 +252,13 @@ def test_a_lost_commit_reply_is_settled_by_the_transactions_own_rows(
     xid, _ = transaction(True, ours + 1)
     _, marks = transaction(False, ours)
     assert store._settle(xid, marks) is False
+
+
+def test_scan_records_yields_every_record_once_in_batches(store: PostgresGraphStore) -> None:
+    nodes = [node(edges=(uuid.uuid4(),)) for _ in range(7)]
+    store.apply(nodes)
+    batches = list(store.scan_records(batch=3))
+    assert [len(b) for b in batches] == [3, 3, 1]
+    seen = {r.id: r for b in batches for r in b}
+    assert set(seen) == {n.id for n in nodes}
+    assert all(seen[n.id].edges == n.edges for n in nodes)

@@ -33,7 +33,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from uuid import UUID
@@ -236,6 +236,24 @@ class PostgresGraphStore:
                 r[0] for r in conn.execute("SELECT id FROM jacscale_anchors WHERE is_root")
             ],
         )
+
+    def scan_records(self, batch: int = 1000) -> Iterator[list[AnchorRecord]]:
+        """Every stored record in id order, in batches (one statement each, not one snapshot)."""
+        last = UUID(int=0)
+        first = True
+        while True:
+            where = "a.id >= %s" if first else "a.id > %s"
+            sql = _LOAD.replace("a.id = ANY(%s)", where) + " ORDER BY a.id LIMIT %s"
+
+            def page(conn: psycopg.Connection, after: UUID = last, query: str = sql) -> list[Any]:
+                return conn.cursor(binary=True).execute(query.encode(), (after, batch)).fetchall()
+
+            rows = self.run("scanning records", page)
+            if not rows:
+                return
+            records = [_record(row) for row in rows]
+            yield records
+            last, first = records[-1].id, False
 
     def poll_changes(self) -> list[UUID] | None:
         """Ids other servers committed since the last call (None: drop the whole cache)."""
