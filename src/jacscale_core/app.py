@@ -34,6 +34,7 @@ from jacscale_core.context import AppContext
 from jacscale_core.data_scan import log_unloadable_records
 from jacscale_core.errors import ApiError
 from jacscale_core.executor import Executor
+from jacscale_core.http_guards import SlowBodyMiddleware
 from jacscale_core.http_endpoints import endpoint_routes, error_response
 from jacscale_core.memory import SharedTier
 from jacscale_core.middleware import (
@@ -46,6 +47,7 @@ from jacscale_core.plugins import await_me_maybe, check_hookimpls, make_plugin_m
 from jacscale_core.program import Program, load_program
 from jacscale_core.routing import IndexedRouter
 from jacscale_core.schema import Schema
+from jacscale_core.shutdown import CloseWhenDraining
 
 log = logging.getLogger("jacscale")
 
@@ -101,6 +103,7 @@ def build_context(
         tier,
         pool_size=settings.server.thread_pool_size,
         max_replays=settings.api.max_replays,
+        timeout=settings.api.walker_timeout_seconds,
     )
     return app
 
@@ -228,7 +231,13 @@ def create_app(
 
     middleware = [
         Middleware(RequestIdMiddleware),
+        Middleware(CloseWhenDraining, ctx=ctx),
         Middleware(CrashMiddleware, scrub=scrub),
+        Middleware(
+            SlowBodyMiddleware,
+            grace_seconds=ctx.settings.server.body_timeout_seconds,
+            min_bytes_per_second=ctx.settings.server.min_body_bytes_per_second,
+        ),
     ]
     # Plugin middleware (access log, metrics, ...) sees every request, 413s included.
     for contribution in ctx.pm.hook.jacscale_middleware(app=ctx):

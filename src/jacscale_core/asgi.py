@@ -9,6 +9,7 @@ import json
 import os
 
 from jacscale_core.app import create_app
+from jacscale_core.http_guards import refuse_h2c_upgrades
 from jacscale_core.server import SPEC_ENV, configure_logging
 
 if SPEC_ENV in os.environ:
@@ -17,4 +18,5 @@ else:
     _spec = {"app_path": os.environ.get("JACSCALE_APP", "app.jac"), "cli": {}}
 
 configure_logging(_spec["cli"].get("log_format") or os.environ.get("JACSCALE_LOG_FORMAT", "human"))
+refuse_h2c_upgrades()  # this worker process's hypercorn, too
 app = create_app(_spec["app_path"], cli=_spec["cli"])

@@ -48,7 +48,10 @@ class ServerConfig(msgspec.Struct, kw_only=True):
     thread_pool_size: int = 16
     production: bool = False
     shutdown_timeout_seconds: float = 10.0
-    shutdown_drain_seconds: float = 0.0
+    shutdown_drain_seconds: float = 3.0
+    keep_alive_timeout_seconds: float = 75.0
+    body_timeout_seconds: float = 30.0
+    min_body_bytes_per_second: float = 1024.0
 
 
 class DatabaseConfig(msgspec.Struct, kw_only=True):

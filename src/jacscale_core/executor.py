@@ -32,6 +32,12 @@ from jaclang.runtimelib.context import CallState, ExecutionContext
 
 from jacscale_core import codec, streaming
 from jacscale_core.codec import Rendered
+from jacscale_core.deadlines import (
+    Interruptible,
+    WalkerCancelled,
+    WalkerTimedOut,
+    timeout_error,
+)
 from jacscale_core.errors import ApiError
 from jacscale_core.memory import (
     GUEST_ROOT_ID,
@@ -50,6 +56,9 @@ T = TypeVar("T")
 # After a write conflict, a root's requests in this process run one at a time for
 # this long, so contention is resolved by queueing instead of repeated replays.
 HOT_SECONDS = 2.0
+# A timed-out request found committing is looked at again this often (a commit is
+# never interrupted: it finishes and the request answers with its result).
+COMMIT_POLL_SECONDS = 0.05
 
 
 @dataclass
@@ -68,9 +77,17 @@ class RunResult:
 class Executor:
     """Runs walkers and functions against the shared tier."""
 
-    def __init__(self, tier: SharedTier, *, pool_size: int = 16, max_replays: int = 25) -> None:
+    def __init__(
+        self,
+        tier: SharedTier,
+        *,
+        pool_size: int = 16,
+        max_replays: int = 25,
+        timeout: float = 0.0,
+    ) -> None:
         self.tier = tier
         self.max_replays = max_replays
+        self.timeout = timeout  # seconds a walker may run (0: no deadline); @restspec(timeout=) wins
         self.pool = WorkerPool(pool_size, name="jacscale-walker")
         self.guest_principal = Principal(user_id="guest", root_id=GUEST_ROOT_ID.hex, kind="guest")
         # ExecutionContext(_parent=...) is jaclang's cheap per-request fork; we give
@@ -134,11 +151,47 @@ class Executor:
         A generator in the outcome (a function's return value, a walker's report)
         is drained into the result, unless `stream` is true: then the result's
         `stream` produces the items and commits at its end.
+
+        Past its deadline (`@restspec(timeout=...)`, else the executor's) the run
+        stops, its writes are discarded and the caller gets a 504 ApiError; a
+        cancelled caller (the client went away) stops it the same way. (A stream,
+        once handed over, is bounded by the stream's own limits.)
         """
         root_id = UUID(principal.root_id)
+        timeout = endpoint.timeout if endpoint.timeout is not None else self.timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout if timeout > 0 else None
         if endpoint.is_async:
-            return await self._run_async(endpoint, args, root_id, node_id, stream)
-        return await self._in_thread(self._run_sync, endpoint, args, root_id, node_id, stream)
+            try:
+                return await self._run_async(endpoint, args, root_id, node_id, stream, deadline)
+            except TimeoutError:
+                if deadline is None or loop.time() < deadline:
+                    raise  # the walker's own TimeoutError, not our deadline
+                raise timeout_error(endpoint.name, timeout) from None
+        job = Interruptible()
+        future = self.pool.submit(self._run_sync, endpoint, args, root_id, node_id, stream, job)
+        timer = None
+
+        def on_deadline() -> None:
+            nonlocal timer
+            if future.done():
+                return
+            if job.interrupt(WalkerTimedOut):
+                # Answered now; the thread stops on its own and its outcome is dropped.
+                future.set_exception(timeout_error(endpoint.name, timeout))
+            else:  # committing: a commit is never cut short, look again soon
+                timer = loop.call_later(COMMIT_POLL_SECONDS, on_deadline)
+
+        if timeout > 0:
+            timer = loop.call_later(timeout, on_deadline)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            job.interrupt(WalkerCancelled)  # False: it is committing, and may
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     async def call(self, principal: Principal, fn: Callable[[], T], commit: bool = False) -> T:
         """Run `fn()` in a request context on the principal's root (in a worker thread)."""
@@ -213,17 +266,19 @@ class Executor:
         args: dict[str, Any],
         root_id: UUID,
         node_id: UUID | None,
-        stream: bool = False,
+        stream: bool,
+        job: Interruptible,
     ) -> RunResult:
         with self.request_context(root_id) as (ctx, mem):
             entry = self._entry(mem, node_id, ctx.user_root)
             try:
-                value = self._invoke_sync(endpoint, args, entry)
-                parts = streaming.parts_of(endpoint.kind, value)
-                if parts is not None:
-                    if stream:
-                        return self._hand_over(endpoint, value, parts, ctx, mem)
-                    value = _with_items(endpoint, value, streaming.collect_sync(parts))
+                with job.section():  # the deadline may stop the walker in here
+                    value = self._invoke_sync(endpoint, args, entry)
+                    parts = streaming.parts_of(endpoint.kind, value)
+                    if parts is not None and not stream:
+                        value = _with_items(endpoint, value, streaming.collect_sync(parts))
+                if parts is not None and stream:
+                    return self._hand_over(endpoint, value, parts, ctx, mem)
             except PermissionError as exc:
                 raise ApiError("FORBIDDEN", str(exc)) from exc
             try:
@@ -238,7 +293,8 @@ class Executor:
         args: dict[str, Any],
         root_id: UUID,
         node_id: UUID | None,
-        stream: bool = False,
+        stream: bool,
+        job: Interruptible,
     ) -> RunResult:
         lock: threading.Lock | None = None
         try:
@@ -247,7 +303,7 @@ class Executor:
                     lock = self._hot_lock(root_id)
                     lock.acquire()
                 try:
-                    result = self._attempt_sync(endpoint, args, root_id, node_id, stream)
+                    result = self._attempt_sync(endpoint, args, root_id, node_id, stream, job)
                     result.replays = attempt
                     return result
                 except WriteConflict:
@@ -264,7 +320,8 @@ class Executor:
         args: dict[str, Any],
         root_id: UUID,
         node_id: UUID | None,
-        stream: bool = False,
+        stream: bool,
+        deadline: float | None,
     ) -> RunResult:
         lock: asyncio.Lock | None = None
         try:
@@ -275,7 +332,7 @@ class Executor:
                 try:
                     # A task of its own, so the jaclang context vars never leak.
                     task = asyncio.ensure_future(
-                        self._attempt_async(endpoint, args, root_id, node_id, stream)
+                        self._attempt_async(endpoint, args, root_id, node_id, stream, deadline)
                     )
                     result = await task
                     result.replays = attempt
@@ -294,7 +351,8 @@ class Executor:
         args: dict[str, Any],
         root_id: UUID,
         node_id: UUID | None,
-        stream: bool = False,
+        stream: bool,
+        deadline: float | None,
     ) -> RunResult:
         await self._in_thread(self.tier.refresh)
         ctx, mem = await self._in_thread(self._new_context, root_id)
@@ -304,21 +362,22 @@ class Executor:
         try:
             entry = self._entry(mem, node_id, ctx.user_root)
             try:
-                if endpoint.kind == "function":
-                    value = endpoint.target(**args)
-                    if asyncio.iscoroutine(value):
-                        value = await value
-                else:
-                    value = endpoint.target(**args)
-                    spawned = Jac.spawn(value, entry.archetype)
-                    if asyncio.iscoroutine(spawned):
-                        await spawned
-                parts = streaming.parts_of(endpoint.kind, value)
-                if parts is not None:
-                    if stream:
-                        return self._hand_over(endpoint, value, parts, ctx, mem)
-                    items = await streaming.collect_async(parts, self.pool)
-                    value = _with_items(endpoint, value, items)
+                async with asyncio.timeout_at(deadline):  # the walk only: a commit finishes
+                    if endpoint.kind == "function":
+                        value = endpoint.target(**args)
+                        if asyncio.iscoroutine(value):
+                            value = await value
+                    else:
+                        value = endpoint.target(**args)
+                        spawned = Jac.spawn(value, entry.archetype)
+                        if asyncio.iscoroutine(spawned):
+                            await spawned
+                    parts = streaming.parts_of(endpoint.kind, value)
+                    if parts is not None and not stream:
+                        items = await streaming.collect_async(parts, self.pool)
+                        value = _with_items(endpoint, value, items)
+                if parts is not None and stream:
+                    return self._hand_over(endpoint, value, parts, ctx, mem)
                 await self._in_thread(mem.flush, ctx.read_versions)
             except PermissionError as exc:
                 raise ApiError("FORBIDDEN", str(exc)) from exc

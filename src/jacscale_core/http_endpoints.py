@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from jacscale_core import codec, lax
 from jacscale_core.context import AppContext
+from jacscale_core.deadlines import cancel_on_disconnect
 from jacscale_core.errors import ApiError, unauthorized, validation_error
 from jacscale_core.event_stream import STREAM_PARAM, EventStreamResponse, wants_stream
 from jacscale_core.middleware import request_id_of
@@ -206,8 +207,10 @@ def make_handler(app: AppContext, endpoint: Endpoint, with_node: bool) -> Any:
         started = time.perf_counter()
         success = False
         try:
-            run = await app.executor.run(
-                endpoint, args, principal, node_id, stream=wants_stream(request)
+            # A client that goes away cancels its walker (and its writes).
+            run = await cancel_on_disconnect(
+                request.receive,
+                app.executor.run(endpoint, args, principal, node_id, stream=wants_stream(request)),
             )
             success = True
         finally:

@@ -34,6 +34,7 @@ class RestSpecs:
     broadcast: bool = False
     envelope: bool | None = None
     webhook_scheme: str | None = None
+    timeout: Any = None  # seconds the request may run (jacscale: 504 after it)
 
 
 class JacScaleServer:

@@ -42,6 +42,7 @@ from jaclang.jac0core.archetype import (
 from jaclang.runtimelib.changeset import ChangeSet
 from jaclang.runtimelib.memory import TieredMemory
 
+from jacscale_core.deadlines import shielded
 from jacscale_core.schema import QUARANTINE_KEY, Schema, pack_state
 from jacscale_core.store import (
     AnchorKind,
@@ -520,6 +521,10 @@ class SharedTier:
 
     def load_records(self, ids: Iterable[UUID]) -> list[AnchorRecord]:
         """The records that exist among `ids` (any order), from the first tier that has them."""
+        with shielded():  # a walker's deadline never interrupts the shared caches or the store
+            return self._load_records(ids)
+
+    def _load_records(self, ids: Iterable[UUID]) -> list[AnchorRecord]:
         generation = self.cache.generation
         found, missing = self.cache.split(ids)
         if missing and self.l2 is not None:
@@ -683,7 +688,9 @@ class RequestMemory(TieredMemory):  # type: ignore[misc]
             if isinstance(anchor.archetype, Root) and anchor.id != SYSTEM_ROOT_ID:
                 seen.add(anchor.id)
                 yield cast(Root, anchor.archetype)
-        for root_id in self.tier.store.root_ids():
+        with shielded():
+            root_ids = self.tier.store.root_ids()
+        for root_id in root_ids:
             if root_id in seen or root_id == SYSTEM_ROOT_ID:
                 continue
             seen.add(root_id)

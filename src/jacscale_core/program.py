@@ -59,6 +59,7 @@ class Endpoint:
     protocol: Protocol = "http"
     broadcast: bool = False
     envelope: bool | None = None
+    timeout: float | None = None  # @restspec(timeout=...) seconds; None: the configured default
     doc: str = ""
     has_uploads: bool = False
     # jaclang's ScheduleSpec for `@schedule` targets (protocol "schedule": never routed).
@@ -289,7 +290,17 @@ def _restspec_options(target: Any) -> dict[str, Any]:
         "protocol": protocol,
         "broadcast": bool(getattr(spec, "broadcast", False)),
         "envelope": getattr(spec, "envelope", None),
+        "timeout": _timeout_option(getattr(spec, "timeout", None)),
     }
+
+
+def _timeout_option(value: Any) -> float | None:
+    """`@restspec(timeout=...)`: seconds (0 turns the deadline off); anything else is an error."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ProgramLoadError(f"@restspec(timeout=...) must be a number of seconds >= 0, got {value!r}")
+    return float(value)
 
 
 def _own_doc(target: Any) -> str:

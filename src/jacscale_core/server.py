@@ -20,6 +20,7 @@ from hypercorn.config import Config
 from jacscale_core.app import create_app, shutdown, startup
 from jacscale_core.config import ConfigError
 from jacscale_core.context import AppContext
+from jacscale_core.http_guards import harden
 from jacscale_core.plugins import plugin_names
 from jacscale_core.program import ProgramLoadError
 from jacscale_core.shutdown import drain_seconds, run_workers, signal_trigger
@@ -94,7 +95,7 @@ def hypercorn_config(ctx: AppContext, reload: bool) -> Config:
     config.graceful_timeout = s.shutdown_timeout_seconds
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
-    config.keep_alive_timeout = 75
+    harden(config, s.keep_alive_timeout_seconds)  # no Server header, no h2c on cleartext
     if loop_factory() is not None:
         config.worker_class = "uvloop"
     return config

@@ -5,8 +5,9 @@ On SIGTERM (or SIGINT) a server:
 1. marks itself not ready at once: `/readyz` answers 503 while requests are
    still served, so a load balancer or Kubernetes stops sending new traffic,
    and runs the plugins' `jacscale_draining` hook (WebSockets close with 1001);
-2. keeps serving for `drain` seconds (JACSCALE_SHUTDOWN_DRAIN_SECONDS, 0 by
-   default; set it a little above the readiness probe period under Kubernetes).
+2. keeps serving for `drain` seconds (JACSCALE_SHUTDOWN_DRAIN_SECONDS, 3 by
+   default; set it a little above the readiness probe period under Kubernetes),
+   every response saying `Connection: close` so kept-alive clients move off.
    A second signal skips the rest of the drain;
 3. stops accepting connections and gives in-flight requests up to
    `[plugins.scale.server] shutdown_timeout_seconds` to finish (hypercorn's
@@ -16,8 +17,8 @@ On SIGTERM (or SIGINT) a server:
 
 `signal_trigger` is the shutdown trigger for a process serving alone
 (`serve_single` wraps it); `run_workers` supervises N worker processes
-(hypercorn's supervisor, with a worker that does steps 1-2 when the shared
-shutdown event is set). `jacscale_core.server` uses them.
+(a worker does steps 1-2 when the shared shutdown event is set; a worker that
+dies on its own is replaced). `jacscale_core.server` uses them.
 """
 
 from __future__ import annotations
@@ -28,21 +29,62 @@ import logging
 import multiprocessing
 import os
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from multiprocessing.connection import wait
 from multiprocessing.synchronize import Event as EventType
 from typing import Any
 
 from hypercorn.config import Config, Sockets
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jacscale_core.context import AppContext
 
 DRAIN_ENV = "JACSCALE_SHUTDOWN_DRAIN_SECONDS"
+# Keep serving (not ready, `Connection: close` on every answer) this long after
+# SIGTERM unless configured otherwise: long enough for kept-alive clients to move
+# off and a load balancer to notice; a second signal cuts it short.
+DEFAULT_DRAIN_SECONDS = 3.0
+DRAINING_KEY = "shutdown.draining"
 POLL_SECONDS = 0.1
 DRAINING_TIMEOUT_SECONDS = 10.0
 JOIN_MARGIN_SECONDS = 10.0
+# A worker that dies within this long of starting failed at start-up.
+STARTUP_SECONDS = 10.0
+# After this many start-up failures in a row the supervisor gives up.
+MAX_STARTUP_FAILURES = 5
+# Replacing a dead worker waits this long, doubled per start-up failure in a row.
+RESTART_BACKOFF_SECONDS = 0.5
+RESTART_BACKOFF_MAX = 30.0
 
 log = logging.getLogger("jacscale.server")
+
+
+class CloseWhenDraining:
+    """ASGI middleware: once shutdown began, every response carries `Connection: close`.
+
+    A client on a kept-alive connection then sends its next request on a new
+    connection (to another server, once readiness is false) instead of on one
+    this server is about to close under it.
+    """
+
+    def __init__(self, app: ASGIApp, ctx: AppContext) -> None:
+        self.app = app
+        self.ctx = ctx
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = self.ctx.state
+
+        async def closing_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and state.get(DRAINING_KEY):
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"]
+                message["headers"] = [*headers, (b"connection", b"close")]
+            await send(message)
+
+        await self.app(scope, receive, closing_send)
 
 
 def drain_seconds(ctx: AppContext | None = None, env: dict[str, str] | None = None) -> float:
@@ -58,8 +100,8 @@ def drain_seconds(ctx: AppContext | None = None, env: dict[str, str] | None = No
             raise ValueError(f"{DRAIN_ENV} must not be negative")
         return value
     if ctx is not None:
-        return float(getattr(ctx.settings.server, "shutdown_drain_seconds", 0.0))
-    return 0.0
+        return float(getattr(ctx.settings.server, "shutdown_drain_seconds", DEFAULT_DRAIN_SECONDS))
+    return DEFAULT_DRAIN_SECONDS
 
 
 async def announce_draining(ctx: AppContext) -> None:
@@ -87,8 +129,13 @@ async def announce_draining(ctx: AppContext) -> None:
 
 
 async def begin_shutdown(ctx: AppContext, drain: float, again: asyncio.Event | None = None) -> None:
-    """Readiness false now, tell plugins, keep serving for `drain` seconds (or until `again`)."""
+    """Readiness false now, tell plugins, keep serving for `drain` seconds (or until `again`).
+
+    From now on every response says `Connection: close` (`CloseWhenDraining`), so
+    clients leave their kept-alive connections before the server stops reading them.
+    """
     ctx.ready = False
+    ctx.state[DRAINING_KEY] = True
     log.info("shutting down: readiness is false; draining for %.1fs", drain)
     await announce_draining(ctx)
     if drain <= 0:
@@ -175,11 +222,20 @@ def worker(config: Config, sockets: Sockets, shutdown_event: EventType) -> None:
     asyncio.run(worker_serve(app, config, sockets=sockets, shutdown_trigger=trigger))
 
 
-def run_workers(config: Config) -> int:
+def run_workers(
+    config: Config,
+    *,
+    startup_seconds: float = STARTUP_SECONDS,
+    max_startup_failures: int = MAX_STARTUP_FAILURES,
+) -> int:
     """Supervise `config.workers` worker processes; return the exit code.
 
-    SIGTERM/SIGINT sets the shared shutdown event (each worker drains and stops);
-    a worker that dies on its own stops the others and makes the exit code non-zero.
+    SIGTERM/SIGINT sets the shared shutdown event (each worker drains and stops).
+    A worker that dies on its own (an OOM kill, a crash) is replaced after a
+    back-off while the others keep serving. A worker that dies within
+    `startup_seconds` of being started counts as a start-up failure; after
+    `max_startup_failures` of them in a row the supervisor stops every worker
+    and exits non-zero (the program cannot start, replacing it would only loop).
     """
     sockets = config.create_sockets()
     spawn = multiprocessing.get_context("spawn")
@@ -191,22 +247,55 @@ def run_workers(config: Config) -> int:
         stopping = True
         shutdown_event.set()
 
+    def start() -> Any:
+        process = spawn.Process(
+            target=worker,
+            kwargs={"config": config, "sockets": sockets, "shutdown_event": shutdown_event},
+        )
+        process.daemon = False
+        process.start()
+        started[process.pid] = time.monotonic()
+        return process
+
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    processes = []
+    started: dict[int | None, float] = {}
+    processes: list[Any] = []
+    failed_code = 0
     try:
-        for _ in range(config.workers):
-            process = spawn.Process(
-                target=worker,
-                kwargs={"config": config, "sockets": sockets, "shutdown_event": shutdown_event},
-            )
-            process.daemon = False
-            process.start()
-            processes.append(process)
-        wait([p.sentinel for p in processes])
-        if not stopping:
-            exited = [p.pid for p in processes if not p.is_alive()]
-            log.error("worker %s exited on its own: stopping the others", exited)
-            shutdown_event.set()
+        processes = [start() for _ in range(config.workers)]
+        quick_deaths = 0  # start-up failures in a row
+        due: list[float] = []  # when each pending replacement may start
+        while not stopping:
+            wait([p.sentinel for p in processes], timeout=POLL_SECONDS)
+            now = time.monotonic()
+            for process in [p for p in processes if not p.is_alive()]:
+                if stopping:
+                    break
+                processes.remove(process)
+                lived = now - started.pop(process.pid, now)
+                quick_deaths = quick_deaths + 1 if lived < startup_seconds else 0
+                if quick_deaths >= max_startup_failures:
+                    log.error(
+                        "worker %s exited with code %s %.1fs after starting, %d start-up"
+                        " failures in a row: stopping the server",
+                        process.pid, process.exitcode, lived, quick_deaths,
+                    )  # fmt: skip
+                    failed_code = process.exitcode or 1
+                    stopping = True
+                    shutdown_event.set()
+                    break
+                delay = min(RESTART_BACKOFF_MAX, RESTART_BACKOFF_SECONDS * 2**quick_deaths)
+                log.error(
+                    "worker %s exited with code %s after %.1fs; starting a replacement in"
+                    " %.1fs (%d of %d workers serving)",
+                    process.pid, process.exitcode, lived, delay, len(processes), config.workers,
+                )  # fmt: skip
+                due.append(now + delay)
+            while not stopping and due and min(due) <= time.monotonic():
+                due.remove(min(due))
+                replacement = start()
+                processes.append(replacement)
+                log.info("worker %s started to replace an exited one", replacement.pid)
         bound = drain_seconds() + float(config.graceful_timeout) + JOIN_MARGIN_SECONDS
         for process in processes:
             process.join(bound)
@@ -214,8 +303,10 @@ def run_workers(config: Config) -> int:
                 log.error("worker %s did not stop within %.0fs: terminating", process.pid, bound)
                 process.terminate()
                 process.join(5)
+        if failed_code:
+            return failed_code
         codes = [p.exitcode or 0 for p in processes]
-        return 0 if stopping and not any(codes) else (next((c for c in codes if c), 1))
+        return next((c for c in codes if c), 0)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -34,6 +34,12 @@ class DuplicateKey(Exception):
     """An insert used an `_id` that already exists in the collection."""
 
 
+class StoreFull(Exception):
+    """The store's disk is full: nothing of the write landed; it works again once space is freed."""
+
+    api_code = "INSUFFICIENT_STORAGE"  # a request that meets it answers 507
+
+
 class StoreUnavailable(Exception):
     """The backing server cannot be reached (the message never holds credentials)."""
 

@@ -22,7 +22,7 @@ _Job = tuple["asyncio.Future[Any]", asyncio.AbstractEventLoop, contextvars.Conte
 
 
 def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if future.cancelled():
+    if future.done():  # cancelled, or answered already (e.g. a deadline's 504)
         return
     if ok:
         future.set_result(value)
@@ -46,12 +46,16 @@ class WorkerPool:
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(*args)` on a worker thread and await its result (or exception)."""
+        return await self.submit(fn, *args)
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Queue `fn(*args)`; the future gets its outcome (unless settled before by the caller)."""
         if self._closed:
             raise RuntimeError("the worker pool is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._jobs.put((future, loop, contextvars.copy_context(), fn, args))
-        return await future
+        return future
 
     def _work(self) -> None:
         while True:

@@ -20,12 +20,14 @@ from typing import Any
 from uuid import UUID
 
 from jacscale_core.context import AppContext
+from jacscale_core.deadlines import shielded
 from jacscale_core.memory import intern_uuid
 from jacscale_core.plugins import hookimpl
 from jacscale_core.store import (
     AnchorRecord,
     DuplicateKey,
     RecordWrite,
+    StoreFull,
     WriteConflict,
 )
 
@@ -41,6 +43,15 @@ PRUNE_EVERY = 500
 # often costs ~10% less CPU per commit. 4,000 frames (~16 MB) still fit one
 # wal-index hash table (4,096 frames), so page lookups in the WAL stay one probe.
 WAL_AUTOCHECKPOINT_PAGES = 4000
+# After a checkpoint the WAL file is truncated back to this size (SQLite keeps it
+# at its largest otherwise).
+JOURNAL_SIZE_LIMIT_BYTES = 4 * 1024 * 1024
+# Every this many commits the WAL's size is compared with the disk's free space:
+# a WAL as large as what is left (or over WAL_MAX_BYTES) is checkpointed and
+# truncated at once, so the WAL alone never fills a small data volume.
+WAL_CHECK_EVERY = 8
+WAL_MAX_BYTES = 64 * 1024 * 1024
+FULL_MESSAGE = "the data volume is full: nothing was written; writes work again once space is freed"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS anchors (
@@ -190,6 +201,9 @@ class SqliteGraphStore:
         self._conn.execute("PRAGMA journal_mode = WAL")
         self._conn.execute("PRAGMA synchronous = NORMAL")
         self._conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
+        self._conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT_BYTES}")
+        self._wal_path = Path(f"{self.path}-wal")
+        self._commits = 0
         columns = {r[1] for r in self._conn.execute("PRAGMA table_info(anchors)")}
         if "edges" in columns:
             raise RuntimeError(
@@ -259,6 +273,18 @@ class SqliteGraphStore:
         with self._lock:
             while not entry.done:  # a leader before us may already have committed it
                 self._commit_queued()
+            if isinstance(entry.error, StoreFull):
+                # The WAL may be what fills the disk: checkpoint and truncate it, try once more.
+                self.checkpoint()
+                entry = _Pending(writes)
+                with self._queue_lock:
+                    self._queue.append(entry)
+                while not entry.done:
+                    self._commit_queued()
+            else:
+                self._commits += 1
+                if self._commits % WAL_CHECK_EVERY == 0:
+                    self._checkpoint_if_large()
         if entry.error is not None:
             raise entry.error
         assert entry.results is not None
@@ -281,14 +307,18 @@ class SqliteGraphStore:
                     try:
                         entry.results = self._apply_writes(cur, entry.writes)
                     except Exception as exc:  # noqa: BLE001 - handed to that batch's caller
+                        entry.error = StoreFull(FULL_MESSAGE) if _is_full(exc) else exc
                         cur.execute("ROLLBACK TO batch")
-                        entry.error = exc
                     cur.execute("RELEASE batch")
         except BaseException as exc:
             # BEGIN or COMMIT failed (or one batch alone did): nothing of the group landed.
+            full = _is_full(exc) or any(isinstance(e.error, StoreFull) for e in group)
             for entry in group:
                 entry.results = None
-                entry.error = exc if isinstance(exc, Exception) else RuntimeError(str(exc))
+                if full and not isinstance(exc, StoreFull):
+                    entry.error = StoreFull(FULL_MESSAGE)
+                else:
+                    entry.error = exc if isinstance(exc, Exception) else RuntimeError(str(exc))
             if not isinstance(exc, Exception):
                 raise
         finally:
@@ -459,6 +489,42 @@ class SqliteGraphStore:
         with self.locked() as conn:
             return conn.execute("SELECT 1").fetchone()[0] == 1
 
+    def probe_write(self) -> None:
+        """Commit one tiny write (for /readyz); raise StoreFull or the error when it cannot."""
+        try:
+            with self.transaction() as conn:
+                conn.execute(
+                    "INSERT OR REPLACE INTO docs (collection, id, doc) VALUES ('_probe', 'ready', '{}')"
+                )
+        except StoreFull:
+            self.checkpoint()  # frees the WAL's space if that is what filled the disk
+            raise
+
+    def checkpoint(self) -> bool:
+        """Copy the WAL into the database and truncate it; True when it fully succeeded.
+
+        Fails (False, logged) while the disk cannot take the pages or another
+        process still reads an old snapshot; the next write or probe tries again.
+        """
+        with self._lock:
+            try:
+                busy, _, _ = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            except sqlite3.Error as exc:
+                log.warning("WAL checkpoint failed: %s", exc)
+                return False
+        return busy == 0
+
+    def _checkpoint_if_large(self) -> None:
+        """Checkpoint now when the WAL is as large as the free space left (or very large)."""
+        try:
+            wal = self._wal_path.stat().st_size
+            disk = os.statvfs(self.path.parent)
+        except OSError:
+            return
+        free = disk.f_bavail * disk.f_frsize
+        if wal > WAL_MAX_BYTES or (wal > JOURNAL_SIZE_LIMIT_BYTES // 4 and wal >= free):
+            self.checkpoint()
+
     def close(self) -> None:
         """Close the connection."""
         with self._lock:
@@ -484,21 +550,46 @@ class _Locked:
         self._transaction = transaction
 
     def __enter__(self) -> sqlite3.Connection:
+        # A walker's deadline is never raised while the store is held (see deadlines).
+        self._shield = shielded()
+        self._shield.__enter__()
         self._lock.acquire()
         if self._transaction:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
             except BaseException:
                 self._lock.release()
+                self._shield.__exit__(None, None, None)
                 raise
         return self._conn
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
             if self._transaction:
-                self._conn.execute("ROLLBACK" if exc_type else "COMMIT")
+                if exc_type is None:
+                    try:
+                        self._conn.execute("COMMIT")
+                    except sqlite3.Error as error:
+                        if self._conn.in_transaction:
+                            self._conn.execute("ROLLBACK")
+                        if _is_full(error):
+                            raise StoreFull(FULL_MESSAGE) from error
+                        raise
+                elif self._conn.in_transaction:  # SQLite may have rolled back already (disk full)
+                    self._conn.execute("ROLLBACK")
+            if exc is not None and _is_full(exc):
+                raise StoreFull(FULL_MESSAGE) from exc
         finally:
             self._lock.release()
+            self._shield.__exit__(None, None, None)
+
+
+def _is_full(exc: BaseException) -> bool:
+    """True for SQLite's "database or disk is full" (SQLITE_FULL), whatever the statement."""
+    return isinstance(exc, sqlite3.Error) and (
+        getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+        or "disk is full" in str(exc)
+    )
 
 
 def _blob(value: UUID | None) -> bytes | None:

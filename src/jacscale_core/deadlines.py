@@ -1,0 +1,188 @@
+"""Walker deadlines: stop a sync walker running in a worker thread, safely.
+
+A pure-Python loop inside one ability never returns to jaclang's walk loop, so
+a flag it checks between steps cannot stop it. `Interruptible` stops it the way
+Ctrl-C stops the main thread: CPython's `PyThreadState_SetAsyncExc` raises an
+exception in the worker thread at its next bytecode boundary. Nothing is paid
+while walkers run (no trace function); the cost is one timer per request.
+
+An exception that can appear anywhere is only safe where nothing shared is half
+done, so it is raised only:
+
+- while the thread is inside `section()` (the walker's own code), never while
+  the request commits, never after the job has moved on;
+- outside `shielded()` blocks (store and shared-cache access: locks, caches);
+  an interrupt that arrives inside one is raised when the block ends;
+- once per job; a pending one that did not fire before the section ends is
+  cleared there, so it can never reach the thread's next job.
+
+A thread blocked in C (a long `time.sleep`, a socket read) sees the exception
+when that call returns: the client is answered at the deadline regardless and
+the request's writes are discarded, but the thread is busy until then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import ctypes
+import threading
+from collections.abc import Awaitable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+from starlette.types import Receive
+
+from jacscale_core.errors import ApiError
+
+T = TypeVar("T")
+
+_CURRENT: contextvars.ContextVar[Interruptible | None] = contextvars.ContextVar(
+    "jacscale_interruptible", default=None
+)
+
+
+class WalkerInterrupted(BaseException):
+    """Raised inside a walker thread that must stop (BaseException: user `except Exception` cannot swallow it)."""
+
+
+class WalkerTimedOut(WalkerInterrupted):
+    """The request's deadline passed."""
+
+
+class WalkerCancelled(WalkerInterrupted):
+    """The client went away before the answer."""
+
+
+def timeout_error(name: str, seconds: float) -> ApiError:
+    """The 504 a request gets when its walker runs past its deadline."""
+    return ApiError(
+        "TIMEOUT",
+        f"{name} did not finish within {seconds:g}s; its changes were discarded",
+        status=504,
+    )
+
+
+def _raise_in(thread_id: int, exc_type: type[BaseException] | None) -> None:
+    """Set (or with None, clear) the exception pending in another thread."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), ctypes.py_object(exc_type) if exc_type else None
+    )
+
+
+class Interruptible:
+    """One request's job: the event loop may ask it to stop; the thread decides where."""
+
+    __slots__ = ("_lock", "_thread", "_walking", "_shields", "_requested", "_delivered")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._thread = 0
+        self._walking = False
+        self._shields = 0
+        self._requested: type[WalkerInterrupted] | None = None
+        self._delivered = False
+
+    @property
+    def requested(self) -> bool:
+        """True once `interrupt` asked the job to stop."""
+        return self._requested is not None
+
+    def interrupt(self, exc_type: type[WalkerInterrupted]) -> bool:
+        """Ask the job to stop (from any thread). False when it is too late: it is committing.
+
+        True means the job will not commit: it stops inside its walker now, or
+        at its next `section()`.
+        """
+        with self._lock:
+            if self._thread and not self._walking and self._requested is None:
+                return False  # between sections: committing (or done)
+            if self._requested is None:
+                self._requested = exc_type
+            if self._walking and self._shields == 0 and not self._delivered:
+                self._delivered = True
+                _raise_in(self._thread, exc_type)
+            return True
+
+    @contextmanager
+    def section(self) -> Iterator[None]:
+        """Run the walker's own code here (in the worker thread): it may be interrupted."""
+        with self._lock:
+            if self._requested is not None:
+                raise self._requested()
+            self._thread = threading.get_ident()
+            self._walking = True
+        token = _CURRENT.set(self)
+        try:
+            yield
+        finally:
+            _CURRENT.reset(token)
+            with self._lock:
+                self._walking = False
+                requested = self._requested
+                if self._delivered:
+                    _raise_in(self._thread, None)  # it did not fire: never into the next job
+            if requested is not None:
+                raise requested()
+
+    def _enter_shield(self) -> None:
+        with self._lock:
+            if self._requested is not None and self._walking:
+                if self._delivered:
+                    _raise_in(self._thread, None)  # raised here instead, at a safe point
+                raise self._requested()
+            self._shields += 1
+
+    def _leave_shield(self) -> None:
+        with self._lock:
+            self._shields -= 1
+            if self._shields == 0 and self._requested is not None and self._walking:
+                raise self._requested()
+
+
+@contextmanager
+def shielded() -> Iterator[None]:
+    """No walker interrupt is raised inside this block (shared locks and caches are safe)."""
+    job = _CURRENT.get()
+    if job is None:
+        yield
+        return
+    job._enter_shield()
+    try:
+        yield
+    finally:
+        job._leave_shield()
+
+
+async def cancel_on_disconnect(receive: Receive, work: Awaitable[T]) -> T:
+    """Await `work`, cancelling it when the client disconnects first (then 499, for the log).
+
+    Call it once the request body has been read: `receive` is then only waited
+    on for `http.disconnect`.
+    """
+    task = asyncio.ensure_future(work)
+
+    async def disconnected() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done() and watcher.done() and watcher.exception() is None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+            if task.cancelled():
+                raise ApiError(
+                    "CLIENT_CLOSED_REQUEST",
+                    "The client closed the connection; the request was cancelled",
+                    status=499,
+                )
+        return await task
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
