@@ -73,7 +73,7 @@ WRITE_SECONDS = 3.0
 
 
 def _start(
-    tmp_path: Path, workers: int, cmd: list[str] | None = None
+    tmp_path: Path, workers: int, cmd: list[str] | None = None, drain: float | None = DRAIN
 ) -> tuple[subprocess.Popen[bytes], str, Path]:
     app_dir = tmp_path / "app"
     app_dir.mkdir(exist_ok=True)
@@ -97,7 +97,9 @@ def _start(
         cmd = [*cmd, str(app_dir / "app.jac"), "--host", "127.0.0.1", "--port", str(port),
                "--workers", str(workers), "--data-dir", str(data)]  # fmt: skip
     log = (tmp_path / "server.log").open("wb")
-    env = {**os.environ, "JACSCALE_SHUTDOWN_DRAIN_SECONDS": str(DRAIN)}
+    env = {k: v for k, v in os.environ.items() if k != shutdown.DRAIN_ENV}
+    if drain is not None:
+        env[shutdown.DRAIN_ENV] = str(drain)
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
@@ -237,7 +239,7 @@ def test_a_second_signal_ends_the_drain() -> None:
 
 
 def test_drain_seconds_setting() -> None:
-    assert shutdown.drain_seconds(None, {}) == 0.0
+    assert shutdown.drain_seconds(None, {}) == shutdown.DEFAULT_DRAIN_SECONDS > 0
     assert shutdown.drain_seconds(None, {shutdown.DRAIN_ENV: "2.5"}) == 2.5
     for bad in ("soon", "-1"):
         with pytest.raises(ValueError, match=shutdown.DRAIN_ENV):
