@@ -106,15 +106,22 @@ class Executor:
         self._hot_guard = threading.Lock()
 
     # -- set-up ---------------------------------------------------------------
-    def ensure_roots(self) -> None:
-        """Create the system root and the shared guest root if the store lacks them."""
-        existing = self.tier.load([SYSTEM_ROOT_ID, GUEST_ROOT_ID])
+    def ensure_roots(self) -> list[UUID]:
+        """Create the system root and the shared guest root if the store lacks them.
+
+        Asks the store itself (not the caches); returns the ids it had to create.
+        """
+        existing = self.tier.store.load([SYSTEM_ROOT_ID, GUEST_ROOT_ID])
+        created = []
         for root_id in (SYSTEM_ROOT_ID, GUEST_ROOT_ID):
             if root_id not in existing:
+                created.append(root_id)
+                self.tier.cache.drop([root_id])
                 try:
                     self._create_root_record(root_id)
                 except WriteConflict:
                     pass  # another worker created it first: exactly what we wanted
+        return created
 
     def _create_root_record(self, root_id: UUID | None = None) -> UUID:
         root = Root()
@@ -232,6 +239,9 @@ class Executor:
         ctx = ExecutionContext(_parent=self._parent)
         ctx.mem = mem
         system_root = mem.get(SYSTEM_ROOT_ID)
+        if system_root is None or (root_id == GUEST_ROOT_ID and mem.get(root_id) is None):
+            self.ensure_roots()  # the store lost them (e.g. a database restored empty)
+            system_root = mem.get(SYSTEM_ROOT_ID)
         user_root = mem.get(root_id)
         if not isinstance(system_root, NodeAnchor):
             raise RuntimeError("the store has no system root (ensure_roots was not run)")
