@@ -9,7 +9,10 @@ in-memory engine, under one lock.
 Supported commands: hello / isMaster, ping, buildInfo, endSessions,
 killCursors, insert, find, getMore, update, delete, findAndModify, count,
 distinct, aggregate (collection level), create, drop, dropDatabase,
-createIndexes, listIndexes, dropIndexes, listCollections, listDatabases.
+createIndexes, listIndexes, dropIndexes, listCollections, listDatabases, and
+mongod's testing fail point `configureFailPoint: "failCommand"` (mode "alwaysOn",
+"off" or {times: n}; data {failCommands, errorCode, namespace}) to make chosen
+commands fail with an error code, as a fault would.
 Anything else answers CommandNotFound (59). There is no authentication, no
 replication and no transactions (a transaction answers IllegalOperation, as a
 standalone mongod does); tests of those are marked `real_mongo`.
@@ -164,7 +167,9 @@ class MongoEngine:
             "dropindexes": self._drop_indexes,
             "listcollections": self._list_collections,
             "listdatabases": self._list_databases,
+            "configurefailpoint": self._configure_fail_point,
         }
+        self._fail: Doc | None = None  # the failCommand fail point, while on
         self.connection_id = 0
         self.command_log: list[str] = []
 
@@ -186,6 +191,9 @@ class MongoEngine:
                 "IllegalOperation",
                 "Transaction numbers are only allowed on a replica set member or mongos",
             )
+        failed = self._fail_point_hit(name.lower(), db, body)
+        if failed is not None:
+            return failed
         try:
             with self._lock:
                 reply = handler(db, body)
@@ -230,6 +238,37 @@ class MongoEngine:
             "maxWireVersion": MAX_WIRE_VERSION,
             "readOnly": False,
         }
+
+    def _configure_fail_point(self, db: str, body: Doc) -> Doc:
+        if body.get("configureFailPoint") != "failCommand":
+            raise CommandError(2, "BadValue", "only the failCommand fail point exists here")
+        mode = body.get("mode")
+        if mode == "off":
+            self._fail = None
+            return {}
+        data = dict(body.get("data") or {})
+        times = None if mode == "alwaysOn" else int(mode["times"])
+        self._fail = {
+            "commands": {str(c).lower() for c in data.get("failCommands", [])},
+            "code": int(data.get("errorCode", 2)),
+            "namespace": data.get("namespace"),
+            "times": times,
+        }
+        return {}
+
+    def _fail_point_hit(self, name: str, db: str, body: Doc) -> Doc | None:
+        with self._lock:
+            fail = self._fail
+            if fail is None or name not in fail["commands"]:
+                return None
+            target = body.get(next(iter(body)))
+            if fail["namespace"] and fail["namespace"] != f"{db}.{target}":
+                return None
+            if fail["times"] is not None:
+                fail["times"] -= 1
+                if fail["times"] <= 0:
+                    self._fail = None
+        return _error_reply(fail["code"], "FailPoint", f"failCommand fail point on {name}")
 
     def _build_info(self, db: str, body: Doc) -> Doc:
         return {"version": "7.0.0", "versionArray": [7, 0, 0, 0], "gitVersion": "fake-mongo"}

@@ -1,8 +1,8 @@
 """The change log other processes poll to drop stale records from their caches.
 
 `jacscale_changes` holds `{_id: seq, w: writer token, ids: [16-byte ids]}`
-with seq = 1, 2, 3, ... and no holes. A writer, AFTER its data writes and
-BEFORE the request is acknowledged, inserts its entry at the newest seq it
+with seq = 1, 2, 3, ... and no holes. A writer, AFTER its data writes, inserts
+its entry at the newest seq it
 knows plus one; the unique `_id` makes a collision fail with a duplicate key,
 after which it reads the newest seq and tries the next one. A seq is only
 ever inserted once the one before it exists, so the log has no holes and a
@@ -13,6 +13,11 @@ after their cursor. A gap right after the cursor means the entries were pruned
 (the reader was idle for KEEP_ENTRIES writes) and a reader more than READ_LIMIT
 entries behind does not read them all: both drop their whole cache instead
 (poll returns None).
+
+When the insert fails the write is still acknowledged (it landed; an error
+would make clients write it twice): the store keeps the ids and logs them at
+its next poll, and /readyz is false until then; other processes may serve
+their cached copies of those records meanwhile.
 
 Crash window: a process that dies after its data writes and before its entry
 leaves no entry; that write was never acknowledged, and other processes keep

@@ -68,6 +68,7 @@ T = TypeVar("T")
 
 ANCHORS = "jacscale_anchors"
 CHANGES = "jacscale_changes"
+PROBE = "jacscale_probe"  # one document /readyz rewrites to check writes go through
 LOAD_CHUNK = 1_000
 PING_TIMEOUT_SECONDS = 2.0
 TRANSACTION_TIMEOUT_SECONDS = 15.0
@@ -304,6 +305,18 @@ class MongoGraphStore:
             return False
         return True
 
+    def probe_write(self) -> None:
+        """Upsert one tiny document (for /readyz): raises while MongoDB cannot take writes."""
+        limit = min(PING_TIMEOUT_SECONDS, self._client.options.server_selection_timeout)
+
+        def write() -> None:
+            with pymongo.timeout(limit):
+                self._anchors.database[PROBE].update_one(
+                    {"_id": "ready"}, {"$set": {"at": _now_ms(), "w": self._writer}}, upsert=True
+                )
+
+        self._run("probing a write", write)
+
     def health(self) -> tuple[bool, str]:
         """Readiness without I/O: False while written ids wait to reach the change log."""
         with self._unlogged_lock:
@@ -334,7 +347,7 @@ class MongoGraphStore:
             else:
                 results = self._apply_compensated(ordered, touched)
         except WriteConflict as conflict:
-            self._log_changes(touched, raise_errors=False)
+            self._log_changes(touched)
             if conflict.actual is not None and conflict.actual >= 0:
                 self._take_lease(conflict.anchor_id)
             with self._unlogged_lock:
@@ -344,12 +357,16 @@ class MongoGraphStore:
                 self._stale.add(conflict.anchor_id)
             raise
         except PyMongoError as exc:
-            self._log_changes(touched, raise_errors=False)
+            self._log_changes(touched)
             raise translate(exc, self.uri, "writing records") from None
         except BaseException:
-            self._log_changes(touched, raise_errors=False)
+            self._log_changes(touched)
             raise
-        self._log_changes(list(results), raise_errors=True)
+        # The records are written: the answer is theirs. A change-log failure never
+        # turns a committed write into an error (a client retrying it would write it
+        # twice); the ids are published at the next poll instead, and /readyz is
+        # false until they are.
+        self._log_changes(list(results))
         return results
 
     def _apply_in_transaction(
@@ -593,11 +610,11 @@ class MongoGraphStore:
         return WriteConflict(w.id, w.expect_version, actual)
 
     # -- the change log ------------------------------------------------------
-    def _log_changes(self, ids: list[UUID], *, raise_errors: bool) -> None:
-        """Tell other processes `ids` changed; on failure keep them for the next try.
+    def _log_changes(self, ids: list[UUID]) -> None:
+        """Tell other processes `ids` changed; on failure keep them for the next poll.
 
-        With `raise_errors` (a successful batch) a failure is raised: the request
-        must not be acknowledged while other workers may still serve old copies.
+        Never raised: the records are written whatever happens here. Until the ids
+        are logged /readyz is false (other workers may serve old copies meanwhile).
         """
         if not ids:
             return
@@ -610,10 +627,6 @@ class MongoGraphStore:
             with self._unlogged_lock:
                 self._unlogged.update(pending)
                 self._unlogged.update(ids)
-            if raise_errors:
-                if isinstance(exc, ChangeLogFull):
-                    raise MongoStoreError(str(exc)) from None
-                raise translate(exc, self.uri, "recording the change") from None
             self._warn.warning(
                 "changelog",
                 "MongoDB at %s: recording changed ids failed (will retry): %s",
@@ -622,7 +635,11 @@ class MongoGraphStore:
             )
 
     def _retry_unlogged(self) -> None:
-        """Log ids an earlier failure kept back (raises while MongoDB still refuses)."""
+        """Log ids an earlier failure kept back; while MongoDB still refuses, keep them.
+
+        Not raised: this process's own copies are current, and failing its
+        requests would not publish the ids any sooner (/readyz is false meanwhile).
+        """
         if not self._unlogged:
             return
         self.prepare()
@@ -636,9 +653,12 @@ class MongoGraphStore:
         except (PyMongoError, ChangeLogFull) as exc:
             with self._unlogged_lock:
                 self._unlogged.update(pending)
-            if isinstance(exc, ChangeLogFull):
-                raise MongoStoreError(str(exc)) from None
-            raise translate(exc, self.uri, "recording earlier changes") from None
+            self._warn.warning(
+                "changelog",
+                "MongoDB at %s: recording changed ids failed (will retry): %s",
+                self.location,
+                short_reason(exc, self.uri),
+            )
 
 
 # --------------------------------------------------------------------------
