@@ -34,8 +34,8 @@ from jacscale_core.context import AppContext
 from jacscale_core.data_scan import log_unloadable_records
 from jacscale_core.errors import ApiError
 from jacscale_core.executor import Executor
-from jacscale_core.http_guards import SlowBodyMiddleware
 from jacscale_core.http_endpoints import endpoint_routes, error_response
+from jacscale_core.http_guards import SlowBodyMiddleware
 from jacscale_core.memory import SharedTier
 from jacscale_core.middleware import (
     BodyLimitMiddleware,

@@ -29,13 +29,10 @@ import ctypes
 import threading
 from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
 
 from starlette.types import Receive
 
 from jacscale_core.errors import ApiError
-
-T = TypeVar("T")
 
 _CURRENT: contextvars.ContextVar[Interruptible | None] = contextvars.ContextVar(
     "jacscale_interruptible", default=None
@@ -140,49 +137,49 @@ class Interruptible:
                 raise self._requested()
 
 
-@contextmanager
-def shielded() -> Iterator[None]:
+class shielded:  # noqa: N801 - used like a function: `with shielded():`
     """No walker interrupt is raised inside this block (shared locks and caches are safe)."""
-    job = _CURRENT.get()
-    if job is None:
-        yield
-        return
-    job._enter_shield()
-    try:
-        yield
-    finally:
-        job._leave_shield()
+
+    __slots__ = ("_job",)
+
+    def __enter__(self) -> None:
+        job = self._job = _CURRENT.get()
+        if job is not None:
+            job._enter_shield()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._job is not None:
+            self._job._leave_shield()
 
 
-async def cancel_on_disconnect(receive: Receive, work: Awaitable[T]) -> T:
+async def cancel_on_disconnect[T](receive: Receive, work: Awaitable[T]) -> T:
     """Await `work`, cancelling it when the client disconnects first (then 499, for the log).
 
     Call it once the request body has been read: `receive` is then only waited
-    on for `http.disconnect`.
+    on for `http.disconnect`. One watcher task per call; `work` runs in the
+    caller's task, which the watcher cancels.
     """
-    task = asyncio.ensure_future(work)
+    caller = asyncio.current_task()
+    assert caller is not None
+    gone = False
 
-    async def disconnected() -> None:
+    async def watch() -> None:
+        nonlocal gone
         while (await receive())["type"] != "http.disconnect":
             pass
+        gone = True
+        caller.cancel()
 
-    watcher = asyncio.ensure_future(disconnected())
+    watcher = asyncio.create_task(watch())
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        if not task.done() and watcher.done() and watcher.exception() is None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-            if task.cancelled():
-                raise ApiError(
-                    "CLIENT_CLOSED_REQUEST",
-                    "The client closed the connection; the request was cancelled",
-                    status=499,
-                )
-        return await task
+        return await work
+    except asyncio.CancelledError:
+        if not gone or caller.uncancel() > 0:
+            raise  # cancelled by someone else (e.g. the server stopping)
+        raise ApiError(
+            "CLIENT_CLOSED_REQUEST",
+            "The client closed the connection; the request was cancelled",
+            status=499,
+        ) from None
     finally:
         watcher.cancel()
-        if not task.done():
-            task.cancel()
