@@ -124,7 +124,12 @@ class DocumentStore(Protocol):
 
 @runtime_checkable
 class GraphStore(Protocol):
-    """The durable tier (L3). Blocking methods: the executor calls them off the loop."""
+    """The durable tier (L3). Blocking methods: the executor calls them off the loop.
+
+    Optional: `probe_write() -> None`, one tiny committed write that raises when
+    the store cannot take writes (StoreFull for a full disk); /readyz uses it
+    instead of `ping` when a store has it.
+    """
 
     location: str  # for display: a path or a URI with credentials masked
     docs: DocumentStore
