@@ -44,12 +44,15 @@ PRUNE_EVERY = 500
 # wal-index hash table (4,096 frames), so page lookups in the WAL stay one probe.
 WAL_AUTOCHECKPOINT_PAGES = 4000
 # After a checkpoint the WAL file is truncated back to this size (SQLite keeps it
-# at its largest otherwise).
-JOURNAL_SIZE_LIMIT_BYTES = 4 * 1024 * 1024
+# at its largest otherwise): the autocheckpoint size, so the normal cycle reuses
+# the file without shrinking and growing it again.
+JOURNAL_SIZE_LIMIT_BYTES = WAL_AUTOCHECKPOINT_PAGES * 4096
 # Every this many commits the WAL's size is compared with the disk's free space:
-# a WAL as large as what is left (or over WAL_MAX_BYTES) is checkpointed and
-# truncated at once, so the WAL alone never fills a small data volume.
+# a WAL over WAL_CHECK_MIN_BYTES and as large as what is left (or over
+# WAL_MAX_BYTES, when readers held checkpoints back) is checkpointed and
+# truncated to nothing at once, so the WAL alone never fills a small data volume.
 WAL_CHECK_EVERY = 8
+WAL_CHECK_MIN_BYTES = 1024 * 1024
 WAL_MAX_BYTES = 64 * 1024 * 1024
 FULL_MESSAGE = "the data volume is full: nothing was written; writes work again once space is freed"
 
@@ -522,7 +525,7 @@ class SqliteGraphStore:
         except OSError:
             return
         free = disk.f_bavail * disk.f_frsize
-        if wal > WAL_MAX_BYTES or (wal > JOURNAL_SIZE_LIMIT_BYTES // 4 and wal >= free):
+        if wal > WAL_MAX_BYTES or (wal > WAL_CHECK_MIN_BYTES and wal >= free):
             self.checkpoint()
 
     def close(self) -> None:
