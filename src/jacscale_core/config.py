@@ -35,6 +35,8 @@ class ApiConfig(msgspec.Struct, kw_only=True):
     strict_fields: bool = False
     stream_idle_seconds: float = 120.0
     stream_total_seconds: float = 1800.0
+    max_response_bytes: int = 64 * 1024 * 1024
+    max_json_depth: int = 64
 
 
 class ServerConfig(msgspec.Struct, kw_only=True):
@@ -96,6 +98,8 @@ ENV_API = {
     "JACSCALE_MAX_BODY_BYTES": "max_body_bytes",
     "JACSCALE_ENVELOPE": "envelope",
     "JACSCALE_DOCS_ENABLED": "docs_enabled",
+    "JACSCALE_MAX_RESPONSE_BYTES": "max_response_bytes",
+    "JACSCALE_MAX_JSON_DEPTH": "max_json_depth",
 }
 
 
@@ -254,6 +258,8 @@ def load_settings(
     for key in ("stream_idle_seconds", "stream_total_seconds"):
         if getattr(api, key) <= 0:
             raise ConfigError(f"[plugins.scale.api] {key} must be positive")
+    if api.max_response_bytes < 1 or api.max_json_depth < 1:
+        raise ConfigError("[plugins.scale.api] max_response_bytes and max_json_depth must be positive")
     return Settings(
         app_path=path,
         toml_path=toml_path,

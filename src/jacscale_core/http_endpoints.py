@@ -21,6 +21,7 @@ from jacscale_core.context import AppContext
 from jacscale_core.deadlines import cancel_on_disconnect
 from jacscale_core.errors import ApiError, unauthorized, validation_error
 from jacscale_core.event_stream import STREAM_PARAM, EventStreamResponse, wants_stream
+from jacscale_core.json_input import MAX_JSON_DEPTH, decode_json
 from jacscale_core.middleware import request_id_of
 from jacscale_core.plugins import await_me_maybe
 from jacscale_core.principal import Principal
@@ -33,6 +34,18 @@ QUERY_METHODS = ("GET", "HEAD", "DELETE")
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """A JSON response encoded with msgspec."""
     return Response(codec.encode(payload), status, headers=headers, media_type="application/json")
+
+
+def capped_json_response(payload: Any, max_bytes: int) -> Response:
+    """A JSON response, or 413 RESPONSE_TOO_LARGE naming the cap when it encodes larger."""
+    body = codec.encode(payload)
+    if len(body) > max_bytes:
+        raise ApiError(
+            "RESPONSE_TOO_LARGE",
+            f"The response would be {len(body)} bytes, over the limit of {max_bytes} bytes "
+            "([plugins.scale.api] max_response_bytes, JACSCALE_MAX_RESPONSE_BYTES)",
+        )
+    return Response(body, media_type="application/json")
 
 
 def error_response(err: ApiError, request_id: str) -> Response:
@@ -110,7 +123,9 @@ def _lax(endpoint: Endpoint, raw: dict[str, Any], loc: str) -> dict[str, Any]:
     return out
 
 
-async def read_input(request: Request, endpoint: Endpoint) -> dict[str, Any]:
+async def read_input(
+    request: Request, endpoint: Endpoint, max_depth: int = MAX_JSON_DEPTH
+) -> dict[str, Any]:
     """The endpoint's raw fields: JSON body, query string or form, plus `{path}` params."""
     data: dict[str, Any]
     if request.method in QUERY_METHODS:
@@ -124,7 +139,7 @@ async def read_input(request: Request, endpoint: Endpoint) -> dict[str, Any]:
             query[key] = values if spec and _is_list_type(spec.annotation) else values[-1]
         data = _lax(endpoint, query, "query")
     else:
-        data = await _read_body(request, endpoint)
+        data = await _read_body(request, endpoint, max_depth)
     params = {k: v for k, v in request.path_params.items() if k != "node_id"}
     if params:
         data.update(_lax(endpoint, params, "path"))
@@ -143,18 +158,11 @@ def require_json(request: Request) -> None:
         )  # fmt: skip
 
 
-def decode_json_object(body: bytes) -> dict[str, Any]:
+def decode_json_object(body: bytes, max_depth: int = MAX_JSON_DEPTH) -> dict[str, Any]:
     """A JSON object from raw bytes ({} for an empty body); 422 naming `body` otherwise."""
     if not body.strip():
         return {}
-    try:
-        decoded = msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        raise ApiError(
-            "VALIDATION_ERROR",
-            "Request body is not valid JSON",
-            details=[{"loc": ["body"], "msg": str(exc), "type": "json_invalid"}],
-        ) from None
+    decoded = decode_json(body, max_depth)
     if not isinstance(decoded, dict):
         raise ApiError(
             "VALIDATION_ERROR",
@@ -164,7 +172,7 @@ def decode_json_object(body: bytes) -> dict[str, Any]:
     return decoded
 
 
-async def _read_body(request: Request, endpoint: Endpoint) -> dict[str, Any]:
+async def _read_body(request: Request, endpoint: Endpoint, max_depth: int) -> dict[str, Any]:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data" or ctype == "application/x-www-form-urlencoded":
         form = await request.form()
@@ -177,7 +185,7 @@ async def _read_body(request: Request, endpoint: Endpoint) -> dict[str, Any]:
     if not body.strip():
         return {}
     require_json(request)
-    return decode_json_object(body)
+    return decode_json_object(body, max_depth)
 
 
 def drop_undeclared(app: AppContext, endpoint: Endpoint, raw: dict[str, Any]) -> list[str]:
@@ -201,7 +209,7 @@ def make_handler(app: AppContext, endpoint: Endpoint, with_node: bool) -> Any:
         request_id = request_id_of(request.scope)
         principal = await principal_for(request, app, endpoint)
         node_id = parse_node_id(request.path_params["node_id"]) if with_node else None
-        raw = await read_input(request, endpoint)
+        raw = await read_input(request, endpoint, app.settings.api.max_json_depth)
         ignored = drop_undeclared(app, endpoint, raw)
         args = endpoint.decode(raw, "query" if request.method in QUERY_METHODS else "body")
         started = time.perf_counter()
@@ -225,12 +233,13 @@ def make_handler(app: AppContext, endpoint: Endpoint, with_node: bool) -> Any:
             api = app.settings.api
             return EventStreamResponse(run.stream, api.stream_idle_seconds, api.stream_total_seconds)
         envelope = endpoint.envelope if endpoint.envelope is not None else app.settings.api.envelope
+        cap = app.settings.api.max_response_bytes
         if not envelope:
-            return json_response(codec.to_jsonable(run.reports))
+            return capped_json_response(codec.to_jsonable(run.reports), cap)
         body = codec.ok_envelope(
             run.result, run.reports, request_id, warnings=run.warnings, ignored_fields=ignored
         )
-        return json_response(body)
+        return capped_json_response(body, cap)
 
     handle.__name__ = f"{endpoint.kind}_{endpoint.name}"
     return handle

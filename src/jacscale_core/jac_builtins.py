@@ -23,6 +23,12 @@ CONNECT = AccessLevel.CONNECT
 WRITE = AccessLevel.WRITE
 
 
+class InvalidRootId(ValueError):
+    """`allow_root`/`disallow_root` got something that is not a root id."""
+
+    api_code = "BAD_REQUEST"  # the id usually comes from the request: a 400, not a 500
+
+
 def _root_uuid(root_id: Any) -> UUID:
     if isinstance(root_id, UUID):
         return root_id
@@ -32,7 +38,10 @@ def _root_uuid(root_id: Any) -> UUID:
     try:
         return UUID(str(root_id))
     except ValueError as exc:
-        raise ValueError(f"not a root id: {root_id!r}") from exc
+        shown = str(root_id)[:64]
+        raise InvalidRootId(
+            f"not a root id: {shown!r} (expected 32 hex digits or a UUID)"
+        ) from exc
 
 
 def perm_grant(archetype: Any, level: Any = READ) -> None:

@@ -1,12 +1,59 @@
-"""Log output: JSON lines for machines, and batched writing off the event loop."""
+"""Log output: JSON lines for machines, batched writing off the event loop, and
+control characters escaped in every field (no forged or recoloured lines)."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from typing import Any
+
+# C0 and C1 controls, DEL, the line/paragraph separators and the bidi overrides:
+# characters that end, recolour or reorder a terminal line.
+_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_STANDARD_FIELDS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+}
+
+
+def _escape_one(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape_controls(text: str) -> str:
+    """`text` with control characters written as `\\xNN` / `\\uNNNN` (unchanged if none)."""
+    if _CONTROL_RE.search(text) is None:
+        return text
+    return _CONTROL_RE.sub(_escape_one, text)
+
+
+class EscapeControlsFilter(logging.Filter):
+    """Escape control characters in a record's message and string `extra` fields.
+
+    A request path such as `/x%0a127.0.0.1 "GET /admin" 200` or one holding ESC
+    would otherwise write a forged access line or recolour the operator's
+    terminal. A traceback keeps its line breaks, but every line of it is indented,
+    so text in an exception message can never start a line of its own.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record in place; never drops it."""
+        message = record.getMessage()
+        safe = escape_controls(message)
+        if safe is not message or record.args:
+            record.msg, record.args = safe, None
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD_FIELDS and isinstance(value, str):
+                record.__dict__[key] = escape_controls(value)
+        if record.exc_info and not record.exc_text:
+            text = logging.Formatter().formatException(record.exc_info)
+            lines = (escape_controls(line) for line in text.splitlines())
+            record.exc_text = "\n".join("    " + line for line in lines)
+        return True
 
 
 class JsonFormatter(logging.Formatter):

@@ -16,6 +16,8 @@ from jacscale_core.errors import ApiError
 log = logging.getLogger("jacscale")
 
 REQUEST_ID_HEADER = b"x-request-id"
+# Browsers must not guess another type than the one declared (no MIME sniffing).
+NOSNIFF = (b"x-content-type-options", b"nosniff")
 TRACE_ID_HEADER = b"x-trace-id"
 # A sane id: 1-128 characters of letters, digits and `. _ : -` (UUIDs, W3C trace
 # ids, most tracers' formats). Nothing that could split a log line or a header.
@@ -44,6 +46,9 @@ class RequestIdMiddleware:
 
     A sane `X-Trace-Id` (jac-scale's correlation header) is kept in the scope for
     the access log and echoed too; one that is not sane is dropped, not echoed.
+
+    Every response also gets `X-Content-Type-Options: nosniff` here (the same
+    wrapper of `send`).
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -69,7 +74,7 @@ class RequestIdMiddleware:
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *echoed]
+                message["headers"] = [*message.get("headers", []), *echoed, NOSNIFF]
             await send(message)
 
         await self.app(scope, receive, send_with_id)
@@ -101,12 +106,15 @@ class CrashMiddleware:
         try:
             await self.app(scope, receive, tracking_send)
         except Exception as exc:
-            log.error("request %s failed: %s", request_id_of(scope), exc, exc_info=exc)
-            if started:
-                raise
             # Exceptions may name the answer they deserve (`api_code = "BAD_REQUEST"`).
             code = getattr(exc, "api_code", None) or "EXECUTION_ERROR"
             err = ApiError(code, self.scrub(f"{type(exc).__name__}: {exc}"))
+            if err.status < 500:  # the client's mistake: one line, no traceback to flood the log
+                log.info("request %s refused: %s", request_id_of(scope), err.message)
+            else:
+                log.error("request %s failed: %s", request_id_of(scope), exc, exc_info=exc)
+            if started:
+                raise
             body = codec.encode(codec.error_envelope(err, request_id_of(scope)))
             headers: list[Any] = [
                 (b"content-type", b"application/json"),

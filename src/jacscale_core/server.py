@@ -32,9 +32,10 @@ log = logging.getLogger("jacscale.server")
 
 def configure_logging(fmt: str) -> None:
     """Human-readable logs for a terminal, JSON lines with `--log-format json`."""
-    from jacscale_core.logs import BatchingStreamHandler, JsonFormatter
+    from jacscale_core.logs import BatchingStreamHandler, EscapeControlsFilter, JsonFormatter
 
     handler = BatchingStreamHandler()
+    handler.addFilter(EscapeControlsFilter())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:

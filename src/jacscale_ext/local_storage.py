@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator, Mapping
@@ -78,9 +79,39 @@ def app_toml(directory: Path | None = None) -> dict[str, Any]:
 
 
 class StoragePathError(ValueError):
-    """A storage path is not allowed (escapes the base directory, absolute, empty)."""
+    """A storage path is not allowed (escapes the base directory, absolute, empty, too long)."""
 
     api_code = "BAD_REQUEST"  # a walker that lets this escape answers 400
+
+
+class StorageNotFound(FileNotFoundError):
+    """No file or folder at a storage path (a walker that lets this escape answers 404)."""
+
+    api_code = "NOT_FOUND"
+
+
+class StorageIsAFolder(IsADirectoryError):
+    """A file operation was given a folder (a walker that lets this escape answers 400)."""
+
+    api_code = "BAD_REQUEST"
+
+
+class StorageNotAFolder(NotADirectoryError):
+    """A path goes through a file as if it were a folder (answers 400 when it escapes)."""
+
+    api_code = "BAD_REQUEST"
+
+
+# Most filesystems refuse longer names (ENAMETOOLONG) and paths.
+MAX_NAME_BYTES = 255
+MAX_PATH_BYTES = 4000
+# Upload temporary files: ".<name>.<32 hex>.part", beside their target.
+_PART_RE = re.compile(r"^\..+\.[0-9a-f]{32}\.part$")
+
+
+def is_upload_temp(name: str) -> bool:
+    """True for the temporary file of an upload in progress (never listed)."""
+    return name.endswith(".part") and _PART_RE.match(name) is not None
 
 
 class LocalStorage:
@@ -127,7 +158,16 @@ class LocalStorage:
         parts = [p for p in pure.parts if p not in ("", ".")]
         if not parts and not allow_root:
             raise StoragePathError("storage path must name a file or folder, got an empty path")
-        return self.root.joinpath(*parts)
+        for part in parts:
+            if len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+                raise StoragePathError(
+                    f"storage path {_short(path)}: the name {_short(part)} is longer than "
+                    f"{MAX_NAME_BYTES} bytes"
+                )
+        joined = self.root.joinpath(*parts)
+        if len(os.fsencode(joined)) > MAX_PATH_BYTES:
+            raise StoragePathError(f"storage path {_short(path)} is too long")
+        return joined
 
     def _inside(self, candidate: Path) -> bool:
         resolved = candidate.resolve()
@@ -141,7 +181,19 @@ class LocalStorage:
             raise StoragePathError(f"storage path {path!r} leads outside the storage folder")
         if resolved == self.root and not allow_root:
             raise StoragePathError(f"storage path {path!r} is the storage folder itself")
+        self._require_folders_above(resolved, path)
         return resolved
+
+    def _require_folders_above(self, target: Path, path: str) -> None:
+        """Refuse a path that goes through an existing file (`report.txt/x`)."""
+        for parent in target.relative_to(self.root).parents:
+            if str(parent) == ".":
+                continue
+            here = self.root / parent
+            if here.exists() and not here.is_dir():
+                raise StorageNotAFolder(
+                    f"storage path {_short(path)}: {parent.as_posix()!r} is a file, not a folder"
+                )
 
     def _relative(self, absolute: Path) -> str:
         return absolute.relative_to(self.root).as_posix()
@@ -169,7 +221,7 @@ class LocalStorage:
         """
         target = self._resolve(destination)
         if target.is_dir():
-            raise IsADirectoryError(f"storage path {destination!r} is a folder")
+            raise StorageIsAFolder(f"storage path {destination!r} is a folder, not a file")
         self._require_root()
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.part"
@@ -193,9 +245,9 @@ class LocalStorage:
         """
         path = self._resolve(source)
         if not path.exists():
-            raise FileNotFoundError(f"File not found: {source}")
+            raise StorageNotFound(f"File not found: {source}")
         if path.is_dir():
-            raise IsADirectoryError(f"storage path {source!r} is a folder")
+            raise StorageIsAFolder(f"storage path {source!r} is a folder, not a file")
         if destination is None:
             return path.read_bytes()
         if isinstance(destination, str | os.PathLike):
@@ -238,23 +290,24 @@ class LocalStorage:
             return
         if not recursive:
             for item in sorted(base.iterdir()):
-                if self._inside(item):
+                if not is_upload_temp(item.name) and self._inside(item):
                     yield self._relative(base / item.name)
             return
         found = []
         for dirpath, _dirnames, filenames in os.walk(base):
             for name in filenames:
                 item = Path(dirpath) / name
-                if self._inside(item) and item.is_file():
+                if not is_upload_temp(name) and self._inside(item) and item.is_file():
                     found.append(self._relative(item))
         yield from sorted(found)
 
     def get_metadata(self, path: str) -> dict[str, Any]:
         """{"size", "modified", "created", "is_dir", "name"} of `path` (times in epoch seconds)."""
         target = self._resolve(path, allow_root=True)
-        if not target.exists():
-            raise FileNotFoundError(f"File not found: {path}")
-        stat = target.stat()
+        try:
+            stat = target.stat()
+        except FileNotFoundError:
+            raise StorageNotFound(f"File not found: {path}") from None
         return {
             "size": stat.st_size,
             "modified": stat.st_mtime,
@@ -290,6 +343,11 @@ class LocalStorage:
     def get_url(self, path: str, expires_in: int | None = 3600) -> str:
         """A file:// URL for `path` (local files have no HTTP URL; `expires_in` is ignored)."""
         return self._resolve(path).as_uri()
+
+
+def _short(text: str) -> str:
+    """`text` quoted for an error message, cut to 80 characters."""
+    return repr(text if len(text) <= 80 else text[:77] + "...")
 
 
 def _copy_into(source: Any, out: IO[bytes]) -> None:

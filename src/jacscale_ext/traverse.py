@@ -40,6 +40,7 @@ from jacscale_core import codec
 from jacscale_core.context import AppContext
 from jacscale_core.errors import ApiError, unauthorized, validation_error
 from jacscale_core.http_endpoints import authenticate, json_response, require_json
+from jacscale_core.json_input import MAX_JSON_DEPTH, too_deep_error
 from jacscale_core.middleware import request_id_of
 from jacscale_core.plugins import hookimpl
 from jacscale_core.schema import is_quarantined
@@ -108,6 +109,8 @@ def decode_request(body: bytes) -> TraverseRequest:
             "Request body is not valid JSON",
             details=[{"loc": ["body"], "msg": str(exc), "type": "json_invalid"}],
         ) from None
+    except RecursionError:
+        raise too_deep_error(MAX_JSON_DEPTH) from None
 
 
 def parse_id(raw: str) -> UUID:

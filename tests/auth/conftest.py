@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-AUTH_ENV_PREFIXES = ("JWT_", "SSO_", "JACSCALE_PASSWORD_HASH", "JACSCALE_ENV")
+AUTH_ENV_PREFIXES = ("JWT_", "SSO_", "JACSCALE_PASSWORD_HASH", "JACSCALE_ENV", "JACSCALE_REGISTER_")
 
 
 @pytest.fixture(autouse=True)

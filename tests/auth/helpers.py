@@ -17,7 +17,13 @@ TODO_APP = EXAMPLES / "todo" / "app.jac"
 PERMISSIONS_APP = EXAMPLES / "06_permissions.jac"
 
 SECRET = secrets.token_urlsafe(48)
-FAST_ENV = {"JACSCALE_PASSWORD_HASH": "fast", "JWT_SECRET": SECRET}
+# Suites register many users from one test client: registration throttling is tested
+# on its own (tests/test_hostile_auth.py).
+FAST_ENV = {
+    "JACSCALE_PASSWORD_HASH": "fast",
+    "JWT_SECRET": SECRET,
+    "JACSCALE_REGISTER_MAX_PER_IP": "100000",
+}
 PASSWORD = "pw-123456"
 
 _counter = itertools.count(1)

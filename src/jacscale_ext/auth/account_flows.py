@@ -123,9 +123,10 @@ def _count_email(flows: Flows, key: str, client_ip: str) -> None:
     flows.throttle.record_failure(keys)
 
 
-def _bad_token(flows: Flows, client_ip: str, message: str) -> ApiError:
+async def _bad_token(flows: Flows, client_ip: str, message: str) -> ApiError:
     """Count a wrong token against the client IP like a failed login; the 400 to raise."""
-    flows.auth.accounts.throttle.record_failure([f"ip:{client_ip}"])
+    # The login counters live in the shared store: blocking, so off the event loop.
+    await _blocking(flows.auth.accounts.throttle.record_failure, [f"ip:{client_ip}"])
     return ApiError(
         "BAD_REQUEST",
         message,
@@ -133,9 +134,9 @@ def _bad_token(flows: Flows, client_ip: str, message: str) -> ApiError:
     )
 
 
-def _check_ip(flows: Flows, client_ip: str) -> None:
+async def _check_ip(flows: Flows, client_ip: str) -> None:
     try:
-        flows.auth.accounts.throttle.check([f"ip:{client_ip}"])
+        await _blocking(flows.auth.accounts.throttle.check, [f"ip:{client_ip}"])
     except Throttled as exc:
         raise rate_limited(exc.retry_after) from exc
 
@@ -224,11 +225,11 @@ async def reset_password(request: Request, app: AppContext) -> Response:
     token = _token_field(data, p)
     new_password = check_password(p, data.get("new_password"), ["new_password"], state.rules)
     p.raise_if_any()
-    _check_ip(flows, ip)
+    await _check_ip(flows, ip)
     found = await _blocking(flows.tokens.consume, token, RESET)
     user = None if found is None else await state.accounts.get_user(found.user_id, fresh=True)
     if found is None or user is None or user.disabled:
-        raise _bad_token(flows, ip, BAD_RESET)
+        raise await _bad_token(flows, ip, BAD_RESET)
     new_hash = await state.accounts.hasher.hash(new_password)
     fields: dict[str, Any] = {"password_hash": new_hash, "password_changed_at": time.time()}
     if user.email and found.identity == user.email:
@@ -297,11 +298,11 @@ async def verify_identity(request: Request, app: AppContext) -> Response:
     p = _Problems()
     token = _token_field(data, p)
     p.raise_if_any()
-    _check_ip(flows, ip)
+    await _check_ip(flows, ip)
     found = await _blocking(flows.tokens.consume, token, VERIFY)
     user = None if found is None else await state.accounts.get_user(found.user_id, fresh=True)
     if found is None or user is None or user.email != found.identity:
-        raise _bad_token(flows, ip, BAD_VERIFY)
+        raise await _bad_token(flows, ip, BAD_VERIFY)
     await _blocking(state.accounts.store.update, user.user_id, {"email_verified": True})
     state.accounts._forget(user.user_id)
     log.info("email verified for user %s (%s)", user.user_id, mask_address(found.identity))

@@ -14,8 +14,10 @@ password changes (the generation moves on).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -99,7 +101,11 @@ class Accounts:
     create_root: Callable[[], Awaitable[str]]
     user_cache_seconds: float = 2.0
     max_session_seconds: float = 30 * 86400.0
+    slow_down_seconds: float = 3.0
     _cache: dict[str, _Cached] = field(default_factory=dict)
+    _login_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = field(
+        default_factory=weakref.WeakValueDictionary
+    )
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs))
@@ -157,8 +163,22 @@ class Accounts:
             raise
         return record
 
-    async def register(self, form: RegisterForm) -> UserRecord:
-        """Create a user with its own root; 409 IDENTITY_TAKEN if the email/username is used."""
+    async def _check(self, keys: list[str]) -> None:
+        """429 when one of `keys` is over its limit (the counters are shared by every worker)."""
+        try:
+            await self._run(self.throttle.check, keys)
+        except Throttled as exc:
+            raise rate_limited(exc.retry_after) from exc
+
+    async def register(self, form: RegisterForm, client_ip: str = "unknown") -> UserRecord:
+        """Create a user with its own root; 409 IDENTITY_TAKEN if the email/username is used.
+
+        Every attempt counts against the caller's address (`register_max_per_ip`
+        per `register_window_seconds`), so one client cannot mass-create accounts.
+        """
+        ip_key = f"register-ip:{client_ip}"
+        await self._check([ip_key])
+        await self._run(self.throttle.record_failure, [ip_key])
         keys = []
         if form.email:
             keys.append(identity_key("email", form.email))
@@ -214,29 +234,47 @@ class Accounts:
         return self.issue(user, auth_time=auth_time)
 
     async def login(self, form: LoginForm, client_ip: str) -> Session:
-        """Check a password login; 401 "Invalid credentials" or 429 when throttled."""
-        account_key = f"account:{form.identity}"
+        """Check a password login; 401 "Invalid credentials" or 429 when throttled.
+
+        Failures are counted per address, per (account, address) and per account.
+        The first two refuse (429): one address cannot keep guessing. The account
+        count only slows down: once it is over the limit, attempts on that account
+        run one at a time per worker, each after `slow_down_seconds`, so guesses
+        from many addresses crawl while the owner, from an address of their own,
+        still gets in.
+        """
         ip_key = f"ip:{client_ip}"
-        try:
-            self.throttle.check([account_key, ip_key])
-        except Throttled as exc:
-            raise rate_limited(exc.retry_after) from exc
-        user = await self._run(self.store.find, form.identity)
-        if user is None and form.fallback:
-            user = await self._run(self.store.find, form.fallback)
-        stored = user.password_hash if user is not None else None
-        if not await self.hasher.verify(stored, form.password) or user is None:
-            self.throttle.record_failure([account_key, ip_key])
-            raise ApiError("UNAUTHORIZED", INVALID_CREDENTIALS)
-        self.throttle.reset(account_key)
+        pair_key = f"login-pair:{form.identity}|{client_ip}"
+        account_key = f"login-account:{form.identity}"
+        await self._check([ip_key, pair_key])
+        if await self._run(self.throttle.retry_after, account_key):
+            lock = self._login_locks.setdefault(form.identity, asyncio.Lock())
+            async with lock:
+                await anyio.sleep(self.slow_down_seconds)
+                user = await self._verify_password(form, [account_key, pair_key, ip_key])
+        else:
+            user = await self._verify_password(form, [account_key, pair_key, ip_key])
+        await self._run(self.throttle.reset, pair_key)
         if user.disabled:
             raise ApiError("FORBIDDEN", ACCOUNT_DISABLED)
+        stored = user.password_hash
         if stored and self.hasher.needs_rehash(stored):
             new_hash = await self.hasher.hash(form.password)
             user = await self._run(
                 self.store.set_password, user.user_id, new_hash, new_session=False
             )
         return self.issue(user)
+
+    async def _verify_password(self, form: LoginForm, keys: list[str]) -> UserRecord:
+        """The user whose password `form` holds; else count a failure on `keys` and 401."""
+        user = await self._run(self.store.find, form.identity)
+        if user is None and form.fallback:
+            user = await self._run(self.store.find, form.fallback)
+        stored = user.password_hash if user is not None else None
+        if not await self.hasher.verify(stored, form.password) or user is None:
+            await self._run(self.throttle.record_failure, keys)
+            raise ApiError("UNAUTHORIZED", INVALID_CREDENTIALS)
+        return user
 
     async def verify_token(self, token: str) -> tuple[UserRecord, dict[str, Any]]:
         """The user and claims of a valid session token; 401 for anything else."""
@@ -286,12 +324,9 @@ class Accounts:
     ) -> Session:
         """Set a new password after checking the current one; earlier tokens stop working."""
         account_key = f"account:user:{user.user_id}"
-        try:
-            self.throttle.check([account_key, f"ip:{client_ip}"])
-        except Throttled as exc:
-            raise rate_limited(exc.retry_after) from exc
+        await self._check([account_key, f"ip:{client_ip}"])
         if not await self.hasher.verify(user.password_hash, form.current_password):
-            self.throttle.record_failure([account_key, f"ip:{client_ip}"])
+            await self._run(self.throttle.record_failure, [account_key, f"ip:{client_ip}"])
             raise ApiError(
                 "VALIDATION_ERROR",
                 "Invalid value for current_password: does not match",
@@ -303,7 +338,7 @@ class Accounts:
                     }
                 ],
             )
-        self.throttle.reset(account_key)
+        await self._run(self.throttle.reset, account_key)
         new_hash = await self.hasher.hash(form.new_password)
         updated = await self._run(self.store.set_password, user.user_id, new_hash, new_session=True)
         self._forget(user.user_id)
@@ -313,12 +348,9 @@ class Accounts:
         """Delete the account (its graph stays); needs the password unless SSO-only."""
         if user.password_hash is not None:
             account_key = f"account:user:{user.user_id}"
-            try:
-                self.throttle.check([account_key, f"ip:{client_ip}"])
-            except Throttled as exc:
-                raise rate_limited(exc.retry_after) from exc
+            await self._check([account_key, f"ip:{client_ip}"])
             if not await self.hasher.verify(user.password_hash, password):
-                self.throttle.record_failure([account_key, f"ip:{client_ip}"])
+                await self._run(self.throttle.record_failure, [account_key, f"ip:{client_ip}"])
                 raise ApiError(
                     "VALIDATION_ERROR",
                     "Invalid value for password: does not match",

@@ -50,6 +50,9 @@ class AuthConfig(msgspec.Struct, kw_only=True):
     login_max_failures_per_account: int = 10
     login_max_failures_per_ip: int = 50
     login_window_seconds: float = 900.0
+    login_slow_down_seconds: float = 3.0
+    register_max_per_ip: int = 20
+    register_window_seconds: float = 600.0
     trust_forwarded_for: bool = False
     user_cache_seconds: float = 2.0
     # Account flows (jacscale_ext.auth.account_flows): emailed one-time links.
@@ -77,7 +80,7 @@ class SsoConfig(msgspec.Struct, kw_only=True):
     frontend_redirect: str = ""
     client_auth_callback_url: str = ""  # jac-scale's name for frontend_redirect
     allowed_redirects: list[str] = msgspec.field(default_factory=list)
-    allow_loopback_redirects: bool = True
+    allow_loopback_redirects: bool | None = None  # None: true in development, false in production
     token_in: str = "fragment"  # "fragment" | "query"
     auto_register: bool = True
     link_by_email: bool = True
@@ -129,11 +132,14 @@ def jwt_from_env(base: JwtConfig, env: Mapping[str, str]) -> JwtConfig:
 
 
 def auth_from_env(base: AuthConfig, env: Mapping[str, str]) -> AuthConfig:
-    """Apply JACSCALE_PASSWORD_HASH over the jac.toml value."""
-    value = env.get("JACSCALE_PASSWORD_HASH", "")
-    if not value:
-        return base
-    return msgspec.structs.replace(base, password_hash=value)
+    """Apply JACSCALE_PASSWORD_HASH and JACSCALE_REGISTER_MAX_PER_IP over the jac.toml values."""
+    updates: dict[str, Any] = {}
+    if env.get("JACSCALE_PASSWORD_HASH"):
+        updates["password_hash"] = env["JACSCALE_PASSWORD_HASH"]
+    if env.get("JACSCALE_REGISTER_MAX_PER_IP"):
+        updates["register_max_per_ip"] = env["JACSCALE_REGISTER_MAX_PER_IP"]
+    config: AuthConfig = _replace(base, updates, "environment JACSCALE_*")
+    return config
 
 
 def sso_from_env(base: SsoConfig, env: Mapping[str, str]) -> SsoConfig:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import msgspec
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -19,6 +18,7 @@ from jacscale_core import codec
 from jacscale_core.context import AppContext
 from jacscale_core.errors import ApiError
 from jacscale_core.http_endpoints import authenticate, require_json
+from jacscale_core.json_input import MAX_JSON_DEPTH, decode_json
 from jacscale_core.middleware import request_id_of
 from jacscale_core.plugins import await_me_maybe
 from jacscale_core.principal import Principal
@@ -50,8 +50,8 @@ def flat(payload: Any, status: int = 200, headers: dict[str, str] | None = None)
     return Response(codec.encode(payload), status, headers=headers, media_type="application/json")
 
 
-async def read_json(request: Request) -> Any:
-    """The JSON body; 415 for another content type, 422 for malformed JSON."""
+async def read_json(request: Request, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """The JSON body; 415 for another content type, 422 for malformed or too deeply nested JSON."""
     require_json(request)
     body = await request.body()
     if not body.strip():
@@ -60,14 +60,7 @@ async def read_json(request: Request) -> Any:
             "Request body is required",
             details=[{"loc": ["body"], "msg": "Field required", "type": "missing"}],
         )
-    try:
-        return msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        raise ApiError(
-            "VALIDATION_ERROR",
-            "Request body is not valid JSON",
-            details=[{"loc": ["body"], "msg": str(exc), "type": "json_invalid"}],
-        ) from None
+    return decode_json(body, max_depth)
 
 
 async def current_principal(request: Request, app: AppContext) -> Principal | None:
@@ -103,16 +96,17 @@ async def body_token(request: Request) -> str | None:
 
 def user_routes(app: AppContext) -> list[Route]:
     """POST /user/register, /user/login, /user/refresh(-token); GET/DELETE /user/me; PUT /user/password."""
+    depth = app.settings.api.max_json_depth
 
     async def register(request: Request) -> Response:
         state = get_state(app)
-        form = parse_register(await read_json(request), state.rules)
-        user = await state.accounts.register(form)
+        form = parse_register(await read_json(request, depth), state.rules)
+        user = await state.accounts.register(form, state.client_ip(request))
         return flat(answers.registered(user, request_id_of(request.scope)), 201)
 
     async def login(request: Request) -> Response:
         state = get_state(app)
-        form = parse_login(await read_json(request))
+        form = parse_login(await read_json(request, depth))
         session = await state.accounts.login(form, state.client_ip(request))
         return flat(answers.signed_in(session, request_id_of(request.scope)), headers=NO_STORE)
 
@@ -124,7 +118,7 @@ def user_routes(app: AppContext) -> list[Route]:
     async def delete_me(request: Request) -> Response:
         state = get_state(app)
         user = await state.accounts.require_user(await current_principal(request, app))
-        password = parse_delete(await read_json(request))
+        password = parse_delete(await read_json(request, depth))
         await state.accounts.delete(user, password, state.client_ip(request))
         for result in app.pm.hook.jacscale_user_deleted(app=app, user_id=user.user_id):
             await await_me_maybe(result)
@@ -133,7 +127,7 @@ def user_routes(app: AppContext) -> list[Route]:
     async def change_password(request: Request) -> Response:
         state = get_state(app)
         user = await state.accounts.require_user(await current_principal(request, app))
-        form = parse_password_change(await read_json(request), state.rules)
+        form = parse_password_change(await read_json(request, depth), state.rules)
         session = await state.accounts.change_password(user, form, state.client_ip(request))
         rid = request_id_of(request.scope)
         return flat(answers.signed_in(session, rid, "Password updated"), headers=NO_STORE)
@@ -191,7 +185,7 @@ def _requested_redirect(state: AuthState, request: Request) -> str | None:
         if value is None:
             continue
         if not allowed_redirect(
-            value, state.sso.allowed_redirects, state.sso.allow_loopback_redirects
+            value, state.sso.allowed_redirects, bool(state.sso.allow_loopback_redirects)
         ):
             raise ApiError(
                 "VALIDATION_ERROR",

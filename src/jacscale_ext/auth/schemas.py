@@ -17,11 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jacscale_core.errors import ApiError
+from jacscale_ext.auth.emails import InvalidEmail, normalize_email
 from jacscale_ext.auth.users import identity_key
 
-EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s.]{2,}$")
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}$")
-MAX_EMAIL = 254
 PROFILE_MAX_KEYS = 20
 PROFILE_MAX_VALUE = 1024
 
@@ -108,12 +107,12 @@ def _string(p: _Problems, body: dict[str, Any], name: str, loc: list[str | int])
 
 
 def check_email(p: _Problems, value: str, loc: list[str | int]) -> str | None:
-    """A trimmed email, or None after recording why it is invalid."""
-    value = value.strip()
-    if len(value) > MAX_EMAIL or not EMAIL_RE.match(value):
-        p.add(loc, "Not a valid email address")
+    """The normalised email (see `emails.normalize_email`), or None after recording why not."""
+    try:
+        return normalize_email(value)
+    except InvalidEmail as exc:
+        p.add(loc, str(exc))
         return None
-    return value
 
 
 def check_username(p: _Problems, value: str, loc: list[str | int]) -> str | None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import anyio
 import httpx
+import msgspec
 from starlette.requests import HTTPConnection
 
 from jacscale_core.context import AppContext
@@ -27,7 +28,7 @@ from jacscale_ext.auth.config import (
 from jacscale_ext.auth.passwords import PasswordHasher
 from jacscale_ext.auth.schemas import PasswordRules
 from jacscale_ext.auth.secret import resolve_secret
-from jacscale_ext.auth.throttle import FailureThrottle, Limit
+from jacscale_ext.auth.throttle import DocumentFailureLog, FailureThrottle, Limit
 from jacscale_ext.auth.tokens import TokenService
 from jacscale_ext.auth.users import UserStore
 
@@ -72,6 +73,9 @@ async def build_state(app: AppContext) -> AuthState:
     auth_cfg = auth_from_env(app.config_section("plugins.scale.auth"), env)
     sso_cfg = sso_from_env(app.config_section("plugins.scale.sso"), env)
     production = app.settings.production
+    if sso_cfg.allow_loopback_redirects is None:
+        # Desktop-app callbacks on 127.0.0.1 are a development convenience.
+        sso_cfg = msgspec.structs.replace(sso_cfg, allow_loopback_redirects=not production)
     params = hash_params(auth_cfg, production)
     resolved = await anyio.to_thread.run_sync(
         resolve_secret, jwt_cfg, app.settings.data_dir, production
@@ -89,11 +93,16 @@ async def build_state(app: AppContext) -> AuthState:
         leeway_seconds=jwt_cfg.leeway_seconds,
     )
     window = auth_cfg.login_window_seconds
+    per_account = Limit(auth_cfg.login_max_failures_per_account, window)
     throttle = FailureThrottle(
         {
-            "account": Limit(auth_cfg.login_max_failures_per_account, window),
+            "account": per_account,  # password checks of a signed-in user
+            "login-pair": per_account,  # one account from one address: refused
+            "login-account": per_account,  # one account from anywhere: slowed down
             "ip": Limit(auth_cfg.login_max_failures_per_ip, window),
-        }
+            "register-ip": Limit(auth_cfg.register_max_per_ip, auth_cfg.register_window_seconds),
+        },
+        log=DocumentFailureLog(app.store.docs),
     )
     accounts = Accounts(
         store=UserStore(app.store.docs),
@@ -103,6 +112,7 @@ async def build_state(app: AppContext) -> AuthState:
         create_root=app.executor.create_root,
         user_cache_seconds=auth_cfg.user_cache_seconds,
         max_session_seconds=jwt_cfg.max_session_days * 86400,
+        slow_down_seconds=auth_cfg.login_slow_down_seconds,
     )
     log.info(
         "auth: JWT %s from %s, kid %s (+%d previous); password hash %s m=%d t=%d p=%d",

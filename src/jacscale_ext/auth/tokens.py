@@ -21,12 +21,13 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 import secrets
 import time
 import warnings
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from joserfc import jwt
 from joserfc.errors import JoseError
@@ -87,16 +88,24 @@ def _import_key(secret: str, kid: str) -> OctKey:
         return OctKey.import_key(secret, {"kid": kid})
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _b64_json(segment: str) -> Any:
     padded = segment + "=" * (-len(segment) % 4)
     try:
-        return json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-    except (ValueError, binascii.Error, UnicodeError) as exc:
+        raw = base64.urlsafe_b64decode(padded.encode("ascii"))
+        return json.loads(raw, parse_constant=_refuse_constant)
+    except (ValueError, binascii.Error, UnicodeError, RecursionError) as exc:
         raise TokenError("malformed token segment") from exc
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, _NUMBER) and not isinstance(value, bool)
+def _is_number(value: Any) -> TypeGuard[int | float]:
+    """A finite int or float (not a bool, NaN or infinity)."""
+    if isinstance(value, bool) or not isinstance(value, _NUMBER):
+        return False
+    return isinstance(value, int) or math.isfinite(value)
 
 
 class TokenService:
@@ -180,6 +189,8 @@ class TokenService:
         # A remembered token is this exact string, whose header and signature were
         # checked under this service's algorithm and keys (both fixed at construction):
         # those checks would pass again. The claims are checked on every use.
+        if not isinstance(token, str):
+            raise TokenError("token is not a string")
         claims = self._verified.get(token)
         if claims is None:
             claims = self._check_signature(token)
@@ -201,13 +212,17 @@ class TokenService:
             raise TokenError(f"algorithm {alg!r} is not the configured one")
         if "crit" in header or "jku" in header or "jwk" in header or "x5u" in header:
             raise TokenError("unsupported header parameters")
-        key = self._keys.get(header.get("kid", ""))
+        kid = header.get("kid")
+        key = self._keys.get(kid) if isinstance(kid, str) else None
         if key is None:
             raise TokenError("unknown key id")
         try:
-            claims: dict[str, Any] = jwt.decode(token, key, algorithms=[self.algorithm]).claims
-        except (JoseError, ValueError) as exc:
+            decoded = jwt.decode(token, key, algorithms=[self.algorithm]).claims
+        except (JoseError, ValueError, TypeError, RecursionError) as exc:
             raise TokenError(f"bad signature or encoding: {type(exc).__name__}") from exc
+        if not isinstance(decoded, dict):
+            raise TokenError("claims are not an object")
+        claims: dict[str, Any] = decoded
         # Remember the checked signature (not the verdict): the claims are checked
         # on every use, so expiry and the rest still apply at once.
         if len(self._verified) >= VERIFIED_CACHE_SIZE:
@@ -219,12 +234,12 @@ class TokenService:
         now = self._clock()
         leeway = self.leeway_seconds
         exp = claims.get("exp")
-        if not isinstance(exp, _NUMBER) or isinstance(exp, bool):
+        if not _is_number(exp):
             raise TokenError("missing or invalid exp")
         if now >= exp + leeway:
             raise TokenError("expired")
         iat = claims.get("iat")
-        if not isinstance(iat, _NUMBER) or isinstance(iat, bool):
+        if not _is_number(iat):
             raise TokenError("missing or invalid iat")
         if iat > now + leeway:
             raise TokenError("issued in the future")
@@ -238,9 +253,10 @@ class TokenService:
             raise TokenError("wrong issuer")
         aud = claims.get("aud")
         audiences = aud if isinstance(aud, list) else [aud]
-        if self.audience not in audiences:
+        if not any(isinstance(a, str) and a == self.audience for a in audiences):
             raise TokenError("wrong audience")
-        if claims.get("token_type") not in token_types:
+        token_type = claims.get("token_type")
+        if not isinstance(token_type, str) or token_type not in token_types:
             raise TokenError("wrong token type")
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub:

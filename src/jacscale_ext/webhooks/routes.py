@@ -136,7 +136,8 @@ def key_routes(state: WebhookState) -> list[Route]:
     async def create(request: Request) -> Response:
         user = await _user(request, state)
         require_json(request)
-        form = parse_create(decode_json_object(await request.body()), state)
+        depth = state.app.settings.api.max_json_depth
+        form = parse_create(decode_json_object(await request.body(), depth), state)
         try:
             made = await asyncio.to_thread(
                 state.keys.create, user_id=user.user_id, root_id=user.root_id, **form
@@ -300,7 +301,7 @@ async def _run(
 ) -> Response:
     endpoint = policy.endpoint
     require_json(request)
-    data = decode_json_object(body)
+    data = decode_json_object(body, state.app.settings.api.max_json_depth)
     if policy.ignore_unknown_fields:
         known = {f.name for f in endpoint.fields}
         data = {k: v for k, v in data.items() if k in known}

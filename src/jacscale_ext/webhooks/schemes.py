@@ -349,7 +349,7 @@ class StripeScheme:
 def _event_id(body: bytes) -> str | None:
     try:
         decoded = msgspec.json.decode(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
     if isinstance(decoded, dict) and isinstance(decoded.get("id"), str):
         return str(decoded["id"])

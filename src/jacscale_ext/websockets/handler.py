@@ -37,6 +37,7 @@ from jacscale_core import codec
 from jacscale_core.app import scrub
 from jacscale_core.errors import ApiError
 from jacscale_core.http_endpoints import authenticate, json_response
+from jacscale_core.json_input import MAX_JSON_DEPTH, nesting_depth_exceeds, too_deep_error
 from jacscale_core.principal import Principal
 from jacscale_core.program import Endpoint
 from jacscale_core.streaming import Stream, events
@@ -270,7 +271,9 @@ def _message_error(msg: str, kind: str, loc: list[str | int] | None = None) -> A
     )
 
 
-def decode_message(text: str | None, data: bytes | None, limit: int) -> dict[str, Any]:
+def decode_message(
+    text: str | None, data: bytes | None, limit: int, max_depth: int = MAX_JSON_DEPTH
+) -> dict[str, Any]:
     """The JSON object of a text frame, or a 4xx ApiError saying what is wrong."""
     if text is None:
         size = len(data or b"")
@@ -286,6 +289,10 @@ def decode_message(text: str | None, data: bytes | None, limit: int) -> dict[str
         decoded = msgspec.json.decode(text)
     except msgspec.DecodeError as exc:
         raise _message_error(f"Message is not valid JSON: {exc}", "json_invalid") from None
+    except RecursionError:
+        raise too_deep_error(max_depth, ["message"]) from None
+    if type(decoded) is dict and nesting_depth_exceeds(decoded, max_depth):
+        raise too_deep_error(max_depth, ["message"])
     if not isinstance(decoded, dict):
         raise _message_error("Message must be a JSON object of the walker's fields", "type_error")
     return decoded
@@ -308,7 +315,9 @@ async def run_message(
             details=[{"loc": ["message"], "msg": "rate limit", "type": "rate_limited",
                       "retry_after": round(wait, 3)}],
         )  # fmt: skip
-    fields = decode_message(text, data, rt.config.max_message_bytes)
+    fields = decode_message(
+        text, data, rt.config.max_message_bytes, rt.app.settings.api.max_json_depth
+    )
     principal = await _message_principal(rt, conn, fields)
     if endpoint.access != "public" and principal is None:
         raise ApiError(
