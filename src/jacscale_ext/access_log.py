@@ -28,6 +28,7 @@ from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jacscale_core.context import AppContext
+from jacscale_core.errors import STATUS_BY_CODE
 from jacscale_core.http_endpoints import PRINCIPAL_STATE_KEY
 from jacscale_core.middleware import request_id_of, trace_id_of
 from jacscale_core.plugins import hookimpl
@@ -135,16 +136,23 @@ class AccessLogMiddleware:
             return
         root_path = scope.get("root_path", "")
         status = 500
+        answered = False
         started = time.perf_counter()
 
         async def send_with_status(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
-                status = int(message["status"])
+                status, answered = int(message["status"]), True
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_status)
+        except Exception as exc:
+            # The kernel answers it outside this middleware: with the status its
+            # `api_code` names (a storage path error is a 400), else 500.
+            if not answered:
+                status = STATUS_BY_CODE.get(getattr(exc, "api_code", None) or "", 500)
+            raise
         finally:
             write_line(scope, root_path, status, time.perf_counter() - started)
 

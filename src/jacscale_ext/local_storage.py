@@ -105,8 +105,9 @@ class StorageNotAFolder(NotADirectoryError):
 # Most filesystems refuse longer names (ENAMETOOLONG) and paths.
 MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 4000
-# Upload temporary files: ".<name>.<32 hex>.part", beside their target.
-_PART_RE = re.compile(r"^\..+\.[0-9a-f]{32}\.part$")
+# Upload temporary files: ".upload.<32 hex>.part", beside their target (a name of
+# its own length: a 255-byte target name still fits).
+_PART_RE = re.compile(r"^\.upload\.[0-9a-f]{32}\.part$")
 
 
 def is_upload_temp(name: str) -> bool:
@@ -224,7 +225,7 @@ class LocalStorage:
             raise StorageIsAFolder(f"storage path {destination!r} is a folder, not a file")
         self._require_root()
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.part"
+        tmp = target.parent / f".upload.{uuid.uuid4().hex}.part"
         # os.open with 0o666 honours the umask, as a plain open() would.
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
