@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import shutil
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,8 @@ def test_upload_list_download_as_the_seed_writes_it(tmp_path: Path) -> None:
         assert files[0]["size"] == 13
 
         got = reports(c.post("/walker/download_file", json={"path": saved["storage_path"]}))[0]
-        assert got["size"] == 13 and "hello storage" in got["content"]
+        # bytes are rendered as base64 (docs/security.md), not as a Python literal
+        assert got["size"] == 13 and base64.b64decode(got["content"]) == b"hello storage"
         missing = reports(c.post("/walker/download_file", json={"path": "docs/none.dat"}))[0]
         assert missing == {"error": "File not found"}
 
