@@ -242,7 +242,10 @@ def test_sso_loopback_redirects_default_off_in_production(tmp_path: Path) -> Non
 
 def test_throttles_hold_across_four_workers(tmp_path: Path) -> None:
     app = write_app(tmp_path / "app", TODO_APP.read_text(), LIMITS_TOML)
-    with running_server(app, tmp_path / "data", workers=4, env=LIMIT_ENV) as base:
+    # start_timeout: four workers each load jaclang; a busy machine needs a while
+    with running_server(
+        app, tmp_path / "data", workers=4, env=LIMIT_ENV, start_timeout=240
+    ) as base:
         victim = unique_email("victim")
 
         def post(path: str, body: dict[str, Any], ip: str) -> int:
