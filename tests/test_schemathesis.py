@@ -5,7 +5,7 @@ every operation its /openapi.json describes, both valid ones (the schema's own
 shapes, signed in with a real token) and invalid ones (wrong types, missing
 fields, odd strings), and any answer of 500 or more fails the test with the
 request that caused it. The number of cases per operation is bounded
-(JACSCALE_FUZZ_CASES, default 12 per mode) and the generation is derandomised, so a
+(JACSCALE_FUZZ_CASES, default 8 per mode) and the generation is derandomised, so a
 run is repeatable and takes about a minute.
 """
 
@@ -26,7 +26,7 @@ from jacscale_core.testing import TestApp
 from tests.auth.helpers import FAST_ENV, PASSWORD, unique_email
 from tests.fixtures.servers import EXAMPLES
 
-CASES = int(os.environ.get("JACSCALE_FUZZ_CASES", "12"))
+CASES = int(os.environ.get("JACSCALE_FUZZ_CASES", "8"))
 PROGRAMS = sorted(p.name for p in EXAMPLES.glob("*.jac") if p.is_file()) + ["todo/app.jac"]
 
 
