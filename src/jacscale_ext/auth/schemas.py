@@ -258,12 +258,17 @@ def parse_login(body: Any) -> LoginForm:
         other = identity_key("username", email) if USERNAME_RE.match(email) else None
     else:
         key = identity_key("username", str(username))
-        other = identity_key("email", str(username)) if _is_email(str(username)) else None
+        as_email = _as_email(str(username))
+        other = identity_key("email", as_email) if as_email else None
     return LoginForm(identity=key, password=str(password), fallback=other)
 
 
-def _is_email(value: str) -> bool:
-    return len(value) <= MAX_EMAIL and EMAIL_RE.match(value) is not None
+def _as_email(value: str) -> str | None:
+    """The normalised email `value` spells, or None when it is not one."""
+    try:
+        return normalize_email(value)
+    except InvalidEmail:
+        return None
 
 
 def parse_password_change(body: Any, rules: PasswordRules) -> PasswordChangeForm:
