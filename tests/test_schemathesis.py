@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
@@ -51,7 +52,12 @@ def fuzz(strategy: Any, call: Callable[[Any], Any], failures: list[str]) -> None
     )
     @given(case=strategy)
     def run(case: Any) -> None:
-        response = call(case)
+        try:
+            response = call(case)
+        except requests.Timeout:
+            # A valid request for a lot of work (`count: 50000`) is slow, not a 5xx;
+            # walker deadlines are the executor's business and tested there.
+            return
         if response.status_code >= 500:
             failures.append(
                 f"{case.method} {case.formatted_path} -> {response.status_code}: "
@@ -85,7 +91,7 @@ def test_no_generated_request_gets_a_5xx(
                 extra = headers if mode is GenerationMode.POSITIVE else {}
                 fuzz(
                     operation.as_strategy(generation_mode=mode),
-                    lambda case, extra=extra: case.call(headers=extra),
+                    lambda case, extra=extra: case.call(headers=extra, timeout=5),
                     failures,
                 )
     assert not failures, "\n".join(failures[:20])
