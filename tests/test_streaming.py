@@ -322,25 +322,29 @@ def test_openapi_marks_generator_functions_as_event_streams(tmp_path: Path) -> N
     assert set(plain) == {"application/json"}
 
 
-def test_jac_start_streams(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 4])
+def test_jac_start_streams(tmp_path: Path, workers: int) -> None:
     shutil.copy(APP, tmp_path / "app.jac")
     port = free_port()
     jac = Path(sys.executable).with_name("jac")
     proc = subprocess.Popen(
-        [str(jac), "start", "app.jac", "--port", str(port), "--host", "127.0.0.1"],
+        [str(jac), "start", "app.jac", "--port", str(port), "--host", "127.0.0.1",
+         "--workers", str(workers)],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         env={**os.environ, "JAC_DATA_PATH": str(tmp_path / "data")},
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 240  # four workers each load the program
         while True:
             try:
-                httpx.get(base + "/healthz", timeout=2)
-                break
+                if httpx.get(base + "/readyz", timeout=2).status_code == 200:
+                    break
             except httpx.HTTPError:
-                assert proc.poll() is None and time.monotonic() < deadline
-                time.sleep(0.3)
+                pass  # not listening yet
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert time.monotonic() < deadline, "jac start did not become ready"
+            time.sleep(0.3)
         assert stream(base, "/function/numbers", {"count": 2}) == [
             ("message", {"i": 0}), ("message", {"i": 1}), ("end", {}),
         ]  # fmt: skip
