@@ -20,7 +20,7 @@ from bson import ObjectId
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from jac_scale.lib import KVStoreUnavailable, kvstore
-from jacscale_ext import local_storage
+from jacscale_core.current import running, standalone_app
 from jacscale_ext.kvstore import KVStore
 from tests.fixtures.redis_server import free_port
 from tests.support.fake_mongo import FakeMongoServer
@@ -52,12 +52,12 @@ def db(mongo_uri: str) -> Iterator[KVStore]:
 
 
 @pytest.fixture
-def app_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty app directory (no jac.toml) and no URI variables in the environment."""
-    monkeypatch.setattr(local_storage, "_app_dir", tmp_path)
+def app_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The current app: an empty directory (no jac.toml), no URI variables in the environment."""
     monkeypatch.delenv("MONGODB_URI", raising=False)
     monkeypatch.delenv("REDIS_URL", raising=False)
-    return tmp_path
+    with running(standalone_app(tmp_path)):
+        yield tmp_path
 
 
 def _names(docs: Any) -> list[str]:

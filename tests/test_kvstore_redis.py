@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from jac_scale.lib import KVStoreUnavailable, kvstore
-from jacscale_ext import local_storage
+from jacscale_core.current import running, standalone_app
 from jacscale_ext.kvstore import KVStore, mask_uri
 from tests.fixtures.redis_server import RedisServer, free_port
 
@@ -31,12 +31,12 @@ def _shown(exc: BaseException | None) -> str:
 
 
 @pytest.fixture
-def app_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty app directory (no jac.toml) and no URI variables in the environment."""
-    monkeypatch.setattr(local_storage, "_app_dir", tmp_path)
+def app_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The current app: an empty directory (no jac.toml), no URI variables in the environment."""
     monkeypatch.delenv("REDIS_URL", raising=False)
     monkeypatch.delenv("MONGODB_URI", raising=False)
-    return tmp_path
+    with running(standalone_app(tmp_path)):
+        yield tmp_path
 
 
 @pytest.fixture

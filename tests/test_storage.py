@@ -12,21 +12,28 @@ import pytest
 from starlette.datastructures import UploadFile
 
 from jac_scale.factories.storage_factory import StorageFactory, StorageType
+from jacscale_core.context import AppContext
+from jacscale_core.current import running, standalone_app
 from jacscale_core.plugins import hookimpl
 from jacscale_ext import local_storage
-from jacscale_ext.kvstore import plugin_manager
 from jacscale_ext.local_storage import CHUNK_SIZE, LocalStorage, StoragePathError, store
 
 
 @pytest.fixture
-def app_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh app directory without jac.toml and without JAC_STORAGE_* variables."""
+def current(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AppContext]:
+    """The current app: a fresh app directory without jac.toml and JAC_STORAGE_* variables."""
     app = tmp_path / "app"
     app.mkdir()
-    monkeypatch.setattr(local_storage, "_app_dir", app)
     for var in ("JAC_STORAGE_TYPE", "JAC_STORAGE_PATH", "JAC_STORAGE_CREATE_DIRS"):
         monkeypatch.delenv(var, raising=False)
-    return app
+    with running(standalone_app(app)) as ctx:
+        yield ctx
+
+
+@pytest.fixture
+def app_dir(current: AppContext) -> Path:
+    """The current app's directory."""
+    return current.app_dir
 
 
 @pytest.fixture
@@ -394,11 +401,16 @@ def test_unknown_storage_type_is_named(app_dir: Path, monkeypatch: pytest.Monkey
         store()
 
 
-def test_set_app_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(local_storage, "_app_dir", None)
+def test_relative_paths_follow_the_current_app(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
     assert local_storage.app_dir() == Path.cwd()
-    local_storage.set_app_dir(tmp_path)
-    assert local_storage.app_dir() == tmp_path.resolve()
+    other = tmp_path / "other"
+    other.mkdir()
+    with running(standalone_app(other)):
+        assert local_storage.app_dir() == other.resolve()
+        assert LocalStorage("rel").root == (other / "rel").resolve()
     assert LocalStorage("rel").root == (tmp_path / "rel").resolve()
 
 
@@ -417,14 +429,9 @@ class _MemoryPlugin:
 
 
 @pytest.fixture
-def memory_plugin() -> Iterator[None]:
-    pm = plugin_manager()
-    plugin = _MemoryPlugin()
-    pm.register(plugin, name="test-memory-storage")
-    try:
-        yield
-    finally:
-        pm.unregister(plugin)
+def memory_plugin(current: AppContext) -> None:
+    """A "memory" storage backend on the current app's plugin manager."""
+    current.pm.register(_MemoryPlugin(), name="test-memory-storage")
 
 
 def test_other_backends_come_from_the_hook_with_all_toml_keys(
@@ -482,7 +489,6 @@ def test_store_in_a_served_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.chdir(elsewhere)  # relative paths must follow the app, not the cwd
     for var in ("JAC_STORAGE_TYPE", "JAC_STORAGE_PATH", "JAC_STORAGE_CREATE_DIRS"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(local_storage, "_app_dir", None)
     with TestApp(app / "app.jac", tmp_path / "data") as client:
         put = client.post("/walker/put_text", json={"path": "docs/a.txt", "text": "hello"})
         assert put.status_code == 200, put.text

@@ -12,11 +12,8 @@ import asyncio
 import gc
 import logging
 import os
-import re
-import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import jaclang  # noqa: F401 - jaclang must finish loading before jac_plugin (it imports us)
@@ -28,9 +25,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from jacscale_core import jac_plugin
-from jacscale_core.config import Settings, load_settings
+from jacscale_core.config import load_settings
 from jacscale_core.context import AppContext
+from jacscale_core.current import running
 from jacscale_core.data_scan import log_unloadable_records
 from jacscale_core.errors import ApiError
 from jacscale_core.executor import Executor
@@ -88,17 +85,17 @@ def build_context(
         pm.register(plugin)
     check_hookimpls(pm)
     settings = load_settings(app_path, plugin_sections(pm), cli=cli, env=env)
-    # Before the program loads: its globals (e.g. `glob s = store(...)`) run at import.
-    _set_storage_dir(settings)
-    program = program or load_program(settings.app_path)
-    app = AppContext(settings=settings, program=program, pm=pm, store=None, executor=None)  # type: ignore[arg-type]
+    app = AppContext.bare(settings, pm)
+    # The program's globals (e.g. `glob s = store(...)`) run at import, in this app.
+    with running(app):
+        app.program = program or load_program(settings.app_path)
     store = pm.hook.jacscale_graph_store(app=app)
     if store is None:
-        raise RuntimeError("no plugin provides a graph store (is jacscale_ext.sqlite_store disabled?)")
+        raise RuntimeError("no plugin provides a graph store (is the built-in SQLite store disabled?)")
     app.store = store
     cache = pm.hook.jacscale_cache_tier(app=app)
     tier = SharedTier(store, cache)
-    tier.schema = Schema(settings.section("plugins.scale.schema"), (program.module,))
+    tier.schema = Schema(settings.section("plugins.scale.schema"), (app.program.module,))
     app.executor = Executor(
         tier,
         pool_size=settings.server.thread_pool_size,
@@ -106,16 +103,6 @@ def build_context(
         timeout=settings.api.walker_timeout_seconds,
     )
     return app
-
-
-def _set_storage_dir(settings: Settings) -> None:
-    try:
-        from jacscale_ext import local_storage
-    except ImportError:
-        return
-    setter = getattr(local_storage, "set_app_dir", None)
-    if setter is not None:
-        setter(settings.app_dir)
 
 
 async def startup(app: AppContext) -> None:
@@ -156,8 +143,10 @@ async def shutdown(app: AppContext) -> None:
     await asyncio.to_thread(app.store.close)
 
 
-class _StartOnFirstRequest:
-    """Runs start-up on the first request when no lifespan reached the app (mounts)."""
+class _AppScope:
+    """Makes the app current for everything it runs (requests, WebSockets, the
+    lifespan), and runs start-up on the first request when no lifespan reached
+    the app (mounts)."""
 
     def __init__(self, asgi: ASGIApp, ctx: AppContext) -> None:
         self.app = asgi
@@ -165,20 +154,11 @@ class _StartOnFirstRequest:
         self.lock = asyncio.Lock()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket") and not self.ctx.state.get("kernel.started"):
-            async with self.lock:
-                await startup(self.ctx)
-        await self.app(scope, receive, send)
-
-
-_PATHS_TO_HIDE: list[str] = []
-
-
-def scrub(message: str) -> str:
-    """Remove server paths from a message that will reach a client."""
-    for path in _PATHS_TO_HIDE:
-        message = message.replace(path, "<server>")
-    return re.sub(r"(/[\w.-]+){2,}/?", "<path>", message)
+        with running(self.ctx):
+            if scope["type"] in ("http", "websocket") and not self.ctx.state.get("kernel.started"):
+                async with self.lock:
+                    await startup(self.ctx)
+            await self.app(scope, receive, send)
 
 
 def _install_error_handlers(starlette: Starlette) -> None:
@@ -219,10 +199,7 @@ def create_app(
     if data_dir is not None:
         overrides["data_dir"] = str(data_dir)
     ctx = build_context(app_path, env=env, cli=overrides, plugins=plugins)
-    jac_plugin.SERVING = True
-    _PATHS_TO_HIDE[:] = sorted(
-        {str(ctx.settings.app_dir), str(Path(sys.prefix)), str(Path.home())}, key=len, reverse=True
-    )
+    ctx.serving = True
 
     routes: list[Any] = []
     for contribution in ctx.pm.hook.jacscale_routes(app=ctx):
@@ -232,7 +209,7 @@ def create_app(
     middleware = [
         Middleware(RequestIdMiddleware),
         Middleware(CloseWhenDraining, ctx=ctx),
-        Middleware(CrashMiddleware, scrub=scrub),
+        Middleware(CrashMiddleware, scrub=ctx.scrub),
         Middleware(
             SlowBodyMiddleware,
             grace_seconds=ctx.settings.server.body_timeout_seconds,
@@ -273,5 +250,5 @@ def create_app(
     starlette.router = IndexedRouter(routes=routes, lifespan=lifespan)
     _install_error_handlers(starlette)
     starlette.state.jacscale = ctx
-    starlette.add_middleware(_StartOnFirstRequest, ctx=ctx)
+    starlette.add_middleware(_AppScope, ctx=ctx)
     return starlette

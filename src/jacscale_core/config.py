@@ -221,6 +221,27 @@ def _apply_env(struct: Any, mapping: dict[str, str], env: Mapping[str, str]) -> 
         raise ConfigError(f"environment: {exc}") from exc
 
 
+def default_settings(
+    app_path: str | os.PathLike[str], env: Mapping[str, str] | None = None
+) -> Settings:
+    """Settings of a program outside a server: the defaults, jac.toml not decoded."""
+    server, api = ServerConfig(), ApiConfig()
+    sections = {
+        "plugins.scale.server": server,
+        "plugins.scale.api": api,
+        "plugins.scale.database": DatabaseConfig(),
+    }
+    return Settings(
+        app_path=Path(app_path).resolve(),
+        toml_path=None,
+        toml={},
+        server=server,
+        api=api,
+        sections=sections,
+        env=os.environ if env is None else env,
+    )
+
+
 def load_settings(
     app_path: str | os.PathLike[str],
     plugin_sections: Mapping[str, type] | None = None,

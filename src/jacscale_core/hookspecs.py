@@ -2,7 +2,7 @@
 
 A plugin is any object (module, class or instance) with functions decorated by
 `jacscale_core.hookimpl`, registered through the entry-point group `jacscale`.
-Built-in features in `jacscale_ext` use the very same hooks.
+The built-in extensions use the very same hooks.
 
 Conventions (from pytest and datasette):
 - names are `jacscale_<phase>_<thing>` or `jacscale_<thing>`;
@@ -70,8 +70,8 @@ def jacscale_job_store(app: AppContext) -> Any:
     """Return the scheduler's lease and job store for `app.store`, or None to pass.
 
     A store plugin answers when `app.store` is its own, so every server sharing
-    the store shares one lease and one set of jobs. The object implements
-    `jacscale_ext.scheduler.jobs.JobStore`; the SQLite store's answers last.
+    the store shares one lease and one set of jobs. The object implements the
+    scheduler's `JobStore` protocol; the SQLite store's answers last.
     """
 
 
@@ -88,6 +88,15 @@ def jacscale_kvstore_driver(db_type: str, db_name: str, uri: str | None) -> Any:
 @hookspec(firstresult=True)
 def jacscale_storage_backend(storage_type: str, config: dict[str, Any]) -> Any:
     """Return a file storage backend for `storage_type` ("local", ...), or None to pass."""
+
+
+@hookspec(firstresult=True)
+def jacscale_store_builtin(app: AppContext, base_path: str, create_dirs: bool) -> Any:
+    """Return what the Jac `store()` builtin gives the program running in `app`.
+
+    The built-in local storage extension answers last: it reads jac.toml
+    `[storage]` and JAC_STORAGE_* and asks `jacscale_storage_backend`.
+    """
 
 
 @hookspec(firstresult=True)
@@ -207,7 +216,7 @@ def jacscale_job_fired(
 
 @hookspec
 def jacscale_send_email(app: AppContext, message: Any) -> Any:
-    """Deliver one email (`jacscale_ext.mailer.EmailMessage`: to, subject, text, purpose).
+    """Deliver one email (an `EmailMessage` with to, subject, text and purpose).
 
     Return True when this plugin delivered it; False or None passes it on. May be
     awaitable. Implementations are asked in pluggy's order and the first True

@@ -18,8 +18,8 @@ from typing import Any
 
 from jaclang.jac0core.runtime import hookimpl
 
-# True inside a serving process: reports go to the response, not to stdout.
-SERVING = False
+from jacscale_core.current import active_app, current_app
+
 # Options `jac start` was given that jaclang's own handler does not know about.
 _start_options: dict[str, Any] = {}
 
@@ -104,7 +104,8 @@ class JacScaleRuntime:
     @hookimpl
     def log_report(expr: Any, custom: bool = False) -> bool | None:
         """Record reports without printing them while serving (they go in the response)."""
-        if not SERVING:
+        app = active_app()
+        if app is None or not app.serving:
             return None
         from jaclang import JacRuntime as Jac
         from jaclang.jac0core.osp_kernel import _current_scope, osp_report
@@ -123,10 +124,14 @@ class JacScaleRuntime:
     @staticmethod
     @hookimpl
     def store(base_path: str = "./storage", create_dirs: bool = True) -> Any:
-        """The `store()` builtin: the configured jacscale storage backend."""
-        from jacscale_ext.local_storage import store
-
-        return store(base_path=base_path, create_dirs=create_dirs)
+        """The `store()` builtin: the storage backend the current app's plugins provide."""
+        app = current_app()
+        backend = app.pm.hook.jacscale_store_builtin(
+            app=app, base_path=base_path, create_dirs=create_dirs
+        )
+        if backend is None:
+            raise RuntimeError("no plugin answers store() (is the built-in local storage disabled?)")
+        return backend
 
     @staticmethod
     @hookimpl

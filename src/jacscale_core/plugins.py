@@ -1,7 +1,9 @@
 """The PluginManager: built-in extensions plus entry points in the group `jacscale`.
 
-Knobs: JACSCALE_DISABLE_PLUGIN_AUTOLOAD=1 loads only the built-ins (and any named
-in JACSCALE_PLUGINS); JACSCALE_PLUGINS=a,b loads only those entry points by name.
+The built-ins are found through their own entry-point group (`jacscale.builtins`),
+so the kernel never names them. Knobs: JACSCALE_DISABLE_PLUGIN_AUTOLOAD=1 loads
+only the built-ins (and any named in JACSCALE_PLUGINS); JACSCALE_PLUGINS=a,b
+loads only those entry points by name.
 """
 
 from __future__ import annotations
@@ -22,24 +24,18 @@ log = logging.getLogger("jacscale.plugins")
 
 hookimpl = pluggy.HookimplMarker("jacscale")
 
-# Built-in extensions, registered on the same manager as third-party plugins.
-DEFAULT_PLUGINS: tuple[str, ...] = (
-    "jacscale_ext.sqlite_store",
-    "jacscale_ext.health",
-    "jacscale_ext.docs",
-    "jacscale_ext.local_storage",
-    "jacscale_ext.auth.plugin",
-    "jacscale_ext.webhooks",
-    "jacscale_ext.websockets",
-    "jacscale_ext.traverse",
-    "jacscale_ext.access_log",
-    "jacscale_ext.scheduler.plugin",
-    "jacscale_ext.mailer",
-    "jacscale_ext.auth.account_flows",
-    "jacscale_ext.activity",
-    "jacscale_ext.admin",
-    "jacscale_ext.graph",
-)
+# Entry-point group naming the built-in extensions: each entry point is a
+# sequence of module names, registered in that order before any other plugin.
+# The autoload knobs do not apply to it.
+BUILTINS_GROUP = "jacscale.builtins"
+
+
+def builtin_plugins() -> list[str]:
+    """Module names of the built-in extensions, in registration order."""
+    names: list[str] = []
+    for ep in sorted(entry_points(group=BUILTINS_GROUP), key=lambda ep: ep.name):
+        names.extend(name for name in ep.load() if name not in names)
+    return names
 
 
 async def await_me_maybe(value: Any) -> Any:
@@ -54,14 +50,8 @@ def make_plugin_manager(env: Mapping[str, str] | None = None) -> pluggy.PluginMa
     env = os.environ if env is None else env
     pm = pluggy.PluginManager("jacscale")
     pm.add_hookspecs(hookspecs)
-    for name in DEFAULT_PLUGINS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # built-in not written yet in this checkout
-                continue
-            raise
-        pm.register(module, name=name)
+    for name in builtin_plugins():
+        pm.register(importlib.import_module(name), name=name)
     wanted = {p.strip() for p in env.get("JACSCALE_PLUGINS", "").split(",") if p.strip()}
     autoload = env.get("JACSCALE_DISABLE_PLUGIN_AUTOLOAD", "") not in ("1", "true", "yes")
     for ep in entry_points(group="jacscale"):

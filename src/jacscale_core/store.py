@@ -3,9 +3,9 @@
 
 The executor owns the object-level work (turning jaclang anchors into records and
 back, deciding what changed, checking access); a store only keeps records and
-applies a batch of writes atomically with version checks. Implementations:
-`jacscale_ext.sqlite_store.SqliteGraphStore` (default) and the Mongo plugin.
-Both pass `tests/store_contract.py`.
+applies a batch of writes atomically with version checks. Implementations: the
+built-in SQLite store (default), the Mongo and PostgreSQL plugins. Each passes
+the contract suite in `jacscale_core.testing`.
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ from typing import Any
 from jaclang.runtimelib.context import ExecutionContext
 
 from jacscale_core import codec
+from jacscale_core.current import current_app
 from jacscale_core.memory import RequestMemory, release_walker
 from jacscale_core.store import WriteConflict
 from jacscale_core.workers import WorkerPool
@@ -130,9 +131,7 @@ async def _async_step(agen: AsyncGenerator[Any, Any]) -> Any:
 
 def safe_message(exc: BaseException) -> str:
     """An exception's message with server paths removed (never a traceback)."""
-    from jacscale_core.app import scrub  # the app module imports us
-
-    return scrub(str(exc))
+    return current_app().scrub(str(exc))
 
 
 class Stream:

@@ -13,17 +13,14 @@ URI priority: the explicit `uri` argument, then MONGODB_URI / REDIS_URL, then
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import threading
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
-import pluggy
-
-from jacscale_ext.local_storage import app_toml
+from jacscale_core.context import AppContext
+from jacscale_core.current import current_app
 
 # The database types this module knows how to find a URI for.
 DB_TYPES: tuple[str, ...] = ("mongodb", "redis", "postgres")
@@ -241,8 +238,8 @@ class KVStore:
 # ----- URI resolution ---------------------------------------------------------
 
 
-def _toml_uri(db_type: str, app_dir: Path | None) -> str | None:
-    section: Any = app_toml(app_dir)
+def _toml_uri(db_type: str, app: AppContext) -> str | None:
+    section: Any = app.read_toml()
     for part in TOML_SECTION.split("."):
         section = section.get(part) if isinstance(section, Mapping) else None
     if not isinstance(section, Mapping):
@@ -258,10 +255,11 @@ def _toml_uri(db_type: str, app_dir: Path | None) -> str | None:
 def resolve_uri(
     db_type: str,
     uri: str | None,
-    env: Mapping[str, str] | None = None,
-    app_dir: Path | None = None,
+    app: AppContext | None = None,
 ) -> str | None:
     """The URI for `db_type`: explicit `uri`, then the environment, then jac.toml.
+
+    The environment and jac.toml are those of `app` (the current one).
 
     Returns None only for database types this module does not know; raises
     ValueError naming all three places when a known type has no URI anywhere.
@@ -272,11 +270,11 @@ def resolve_uri(
         return uri
     if db_type not in DB_TYPES:
         return None
-    env = os.environ if env is None else env
-    from_env = env.get(ENV_URI[db_type], "")
+    app = current_app() if app is None else app
+    from_env = app.settings.env.get(ENV_URI[db_type], "")
     if from_env:
         return from_env
-    from_toml = _toml_uri(db_type, app_dir)
+    from_toml = _toml_uri(db_type, app)
     if from_toml:
         return from_toml
     raise ValueError(
@@ -285,22 +283,7 @@ def resolve_uri(
     )
 
 
-# ----- the plugin manager and kvstore() ---------------------------------------
-
-_pm_lock = threading.Lock()
-
-
-@functools.cache
-def _cached_plugin_manager() -> pluggy.PluginManager:
-    from jacscale_core.plugins import make_plugin_manager
-
-    return make_plugin_manager()
-
-
-def plugin_manager() -> pluggy.PluginManager:
-    """The process-wide plugin manager kvstore() and store() ask (built once)."""
-    with _pm_lock:
-        return _cached_plugin_manager()
+# ----- kvstore() -----------------------------------------------------------------
 
 
 def kvstore(db_name: str = "jac_db", db_type: str = "mongodb", uri: str | None = None) -> KVStore:
@@ -308,15 +291,16 @@ def kvstore(db_name: str = "jac_db", db_type: str = "mongodb", uri: str | None =
 
     `db_type` is 'mongodb' or 'redis' (or a type a plugin adds). `uri` defaults
     to MONGODB_URI / REDIS_URL, then jac.toml. The connection pool behind it is
-    shared per process and URI; the first use pings the server and fails within
+    shared per process and URI; the plugins asked are the current app's; the first use pings the server and fails within
     seconds, naming the URI with its password masked, if it cannot be reached.
     """
     if not isinstance(db_type, str):
         raise ValueError(f"kvstore db_type must be one of {', '.join(map(repr, DB_TYPES))}")
     if not isinstance(db_name, str) or not db_name:
         raise ValueError("kvstore db_name must be a non-empty string")
-    resolved = resolve_uri(db_type, uri)
-    driver = plugin_manager().hook.jacscale_kvstore_driver(
+    app = current_app()
+    resolved = resolve_uri(db_type, uri, app)
+    driver = app.pm.hook.jacscale_kvstore_driver(
         db_type=db_type, db_name=db_name, uri=resolved
     )
     if driver is not None:

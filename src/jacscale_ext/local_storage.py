@@ -1,16 +1,18 @@
 """store(): file storage for Jac programs, and the built-in "local" backend.
 
-`store(base_path="./uploads", create_dirs=True)` is the Jac builtin (the kernel's
-jaclang hook calls it). It reads `[storage]` from the app's jac.toml and the
-JAC_STORAGE_* environment variables, then asks the `jacscale_storage_backend`
-hook for the backend; this module answers for "local" with `LocalStorage`.
+`store(base_path="./uploads", create_dirs=True)` is the Jac builtin (the kernel
+asks the `jacscale_store_builtin` hook, which this module answers). It reads
+`[storage]` from the app's jac.toml and the JAC_STORAGE_* environment variables,
+then asks the `jacscale_storage_backend` hook for the backend; this module
+answers for "local" with `LocalStorage`.
 
 Priority for each setting, as the jac-scale reference documents it:
 jac.toml `[storage]` > environment > the arguments of `store()` > defaults.
 
 LocalStorage confines every path to its base directory: `..` components,
 absolute paths and symlinks that lead outside are refused with StoragePathError.
-Relative base paths resolve against the app directory (`set_app_dir`).
+Relative base paths resolve against the current app's directory
+(`jacscale_core.current`; the working directory outside an app).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from jacscale_core.config import find_toml, read_toml
+from jacscale_core.context import AppContext
+from jacscale_core.current import active_app, current_app
 from jacscale_core.plugins import hookimpl
 
 DEFAULT_BASE_PATH = "./storage"
@@ -38,44 +41,12 @@ ENV_CREATE_DIRS = "JAC_STORAGE_CREATE_DIRS"
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
-_app_dir: Path | None = None
-
-
-def set_app_dir(path: str | os.PathLike[str]) -> None:
-    """Make relative storage paths (and jac.toml lookup) start from `path`.
-
-    The kernel calls this when it loads a program; the default is the current
-    directory.
-    """
-    global _app_dir
-    _app_dir = Path(path).resolve()
 
 
 def app_dir() -> Path:
-    """The directory relative storage paths resolve against."""
-    return _app_dir if _app_dir is not None else Path.cwd()
-
-
-_toml_cache: dict[Path, tuple[tuple[int, int], dict[str, Any]]] = {}
-
-
-def app_toml(directory: Path | None = None) -> dict[str, Any]:
-    """The parsed jac.toml of the app (nearest one up from `directory`); {} if none.
-
-    Parsed once per file version (mtime and size), since store() and kvstore() may be
-    called on every request. Treat the result as read-only.
-    """
-    path = find_toml((app_dir() if directory is None else directory) / "app.jac")
-    if path is None:
-        return {}
-    stat = path.stat()
-    version = (stat.st_mtime_ns, stat.st_size)
-    hit = _toml_cache.get(path)
-    if hit is not None and hit[0] == version:
-        return hit[1]
-    data = read_toml(path)
-    _toml_cache[path] = (version, data)
-    return data
+    """The directory relative storage paths resolve against: the current app's."""
+    app = active_app()
+    return app.app_dir if app is not None else Path.cwd()
 
 
 class StoragePathError(ValueError):
@@ -396,16 +367,16 @@ def _parse_bool(value: str, where: str) -> bool:
 def storage_config(
     base_path: str = DEFAULT_BASE_PATH,
     create_dirs: bool = True,
-    env: Mapping[str, str] | None = None,
-    directory: Path | None = None,
+    app: AppContext | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """The storage type and backend config: jac.toml > environment > arguments > defaults.
 
     The config holds every key of `[storage]` (other backends read their own)
-    with `base_path` and `create_dirs` resolved.
+    with `base_path` and `create_dirs` resolved. `app` defaults to the current one.
     """
-    env = os.environ if env is None else env
-    section = app_toml(directory).get("storage", {})
+    app = current_app() if app is None else app
+    env = app.settings.env
+    section = app.read_toml().get("storage", {})
     if not isinstance(section, Mapping):
         raise ValueError("jac.toml [storage] must be a table")
     config: dict[str, Any] = dict(section)
@@ -433,12 +404,13 @@ def storage_config(
     return storage_type, config
 
 
-def create_storage(storage_type: str, config: Mapping[str, Any] | None = None) -> Any:
-    """The backend a plugin provides for `storage_type`, built from `config`."""
-    from jacscale_ext.kvstore import plugin_manager
-
+def create_storage(
+    storage_type: str, config: Mapping[str, Any] | None = None, app: AppContext | None = None
+) -> Any:
+    """The backend a plugin of `app` (the current one) provides for `storage_type`."""
+    app = current_app() if app is None else app
     storage_type = str(storage_type)
-    backend = plugin_manager().hook.jacscale_storage_backend(
+    backend = app.pm.hook.jacscale_storage_backend(
         storage_type=storage_type, config=dict(config or {})
     )
     if backend is None:
@@ -449,10 +421,19 @@ def create_storage(storage_type: str, config: Mapping[str, Any] | None = None) -
     return backend
 
 
-def store(base_path: str = DEFAULT_BASE_PATH, create_dirs: bool = True) -> Any:
-    """The configured storage backend (the Jac `store()` builtin)."""
-    storage_type, config = storage_config(base_path, create_dirs)
-    return create_storage(storage_type, config)
+def store(
+    base_path: str = DEFAULT_BASE_PATH, create_dirs: bool = True, app: AppContext | None = None
+) -> Any:
+    """The configured storage backend (the Jac `store()` builtin) of `app` (the current one)."""
+    app = current_app() if app is None else app
+    storage_type, config = storage_config(base_path, create_dirs, app)
+    return create_storage(storage_type, config, app)
+
+
+@hookimpl(trylast=True)
+def jacscale_store_builtin(app: AppContext, base_path: str, create_dirs: bool) -> Any:
+    """Answer `store()`: the backend jac.toml, the environment and the arguments choose."""
+    return store(base_path, create_dirs, app)
 
 
 @hookimpl(trylast=True)

@@ -1,6 +1,6 @@
 """Webhooks: `POST /webhook/{walker}` authenticated by API key and signature.
 
-The plugin module listed in `jacscale_core.plugins.DEFAULT_PLUGINS`; its hooks
+The plugin module listed in `jacscale_ext.BUILTINS`; its hooks
 live in `plugin.py` (and the built-in schemes' hook in `schemes.py`). Pieces:
 `config` ([plugins.scale.webhook], WEBHOOK_SECRET), `keys` (durable hashed API
 keys, sealed signing secrets), `schemes` (signature checks), `deliveries`

@@ -1,6 +1,6 @@
 """WebSocket walkers: `ws://host/ws/{walker}`, one walker run per JSON message.
 
-The plugin module listed in `jacscale_core.plugins.DEFAULT_PLUGINS`; its hooks
+The plugin module listed in `jacscale_ext.BUILTINS`; its hooks
 live in `plugin.py`. Pieces: `config` ([plugins.scale.websocket]), `connection`
 (one socket: principal, send queue, rate limit), `hub` (this worker's sockets,
 caps, broadcast fan-out, drain), `handler` (the endpoint), and

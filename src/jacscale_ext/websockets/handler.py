@@ -34,7 +34,6 @@ from starlette.types import Scope
 from starlette.websockets import WebSocket
 
 from jacscale_core import codec
-from jacscale_core.app import scrub
 from jacscale_core.errors import ApiError
 from jacscale_core.http_endpoints import authenticate, json_response
 from jacscale_core.json_input import MAX_JSON_DEPTH, nesting_depth_exceeds, too_deep_error
@@ -259,7 +258,7 @@ async def answer(
         conn.offer(error_text(err, request_id))
     except Exception as exc:
         log.error("websocket %s: message %s failed: %s", endpoint.name, request_id, exc, exc_info=exc)
-        crash = ApiError("EXECUTION_ERROR", scrub(f"{type(exc).__name__}: {exc}"))
+        crash = ApiError("EXECUTION_ERROR", rt.app.scrub(f"{type(exc).__name__}: {exc}"))
         conn.offer(error_text(crash, request_id))
 
 
