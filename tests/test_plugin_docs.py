@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from jacscale_core import hookspecs
-from jacscale_core.plugins import builtin_plugins, make_plugin_manager, plugin_names
+from jacscale_core.plugins import KERNEL_PLUGINS, builtin_plugins, make_plugin_manager, plugin_names
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
 
@@ -40,7 +40,7 @@ def test_every_hook_has_a_docstring() -> None:
 def test_builtins_load_and_autoload_can_be_disabled() -> None:
     pm = make_plugin_manager({"JACSCALE_DISABLE_PLUGIN_AUTOLOAD": "1"})
     names = plugin_names(pm)
-    assert names == builtin_plugins()
+    assert names == [*KERNEL_PLUGINS, *builtin_plugins()]
     assert "jacscale_ext.sqlite_store" in names
 
 
@@ -49,7 +49,7 @@ def test_jacscale_plugins_selects_entry_points_by_name() -> None:
     assert "hello" in everything
     only_hello = plugin_names(make_plugin_manager({"JACSCALE_PLUGINS": "hello"}))
     assert "hello" in only_hello
-    extras = set(only_hello) - set(builtin_plugins())
+    extras = set(only_hello) - {*KERNEL_PLUGINS, *builtin_plugins()}
     assert extras == {"hello"}
 
 

@@ -86,15 +86,6 @@ def build_parser() -> argparse.ArgumentParser:
     plugins = sub.add_parser("plugins", help="list loaded plugins and their hooks")
     plugins.set_defaults(func=_plugins)
 
-    try:
-        from jacscale_core import deploy
-    except ImportError:
-        deploy = None  # type: ignore[assignment]
-    if deploy is not None:
-        deploy.register_commands(sub)
-    from jacscale_core import data_cli
-
-    data_cli.register_commands(sub)
     make_plugin_manager().hook.jacscale_register_commands(subparsers=sub)
     return parser
 

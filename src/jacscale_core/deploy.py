@@ -34,6 +34,7 @@ from typing import Any, Protocol, TextIO
 import pluggy
 
 from jacscale_core.config import ConfigError, Settings, load_settings
+from jacscale_core.plugins import hookimpl
 
 DEFAULT_TARGET = "kubernetes"
 DEFAULT_REGISTRY = "dockerhub"
@@ -380,7 +381,8 @@ def add_deploy_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"seconds to wait for the rollout (default {DEFAULT_TIMEOUT:.0f})")
 
 
-def register_commands(subparsers: Any) -> None:
+@hookimpl(tryfirst=True)
+def jacscale_register_commands(subparsers: Any) -> None:
     """Add the `deploy` and `destroy` sub-commands; each sets `func(args) -> exit code`."""
     deploy = subparsers.add_parser("deploy", help="deploy the app (default: to Kubernetes)")
     deploy.add_argument("app", help="path to the .jac program")

@@ -24,6 +24,9 @@ log = logging.getLogger("jacscale.plugins")
 
 hookimpl = pluggy.HookimplMarker("jacscale")
 
+# Kernel modules that implement hooks themselves (the commands they add).
+KERNEL_PLUGINS: tuple[str, ...] = ("jacscale_core.deploy",)
+
 # Entry-point group naming the built-in extensions: each entry point is a
 # sequence of module names, registered in that order before any other plugin.
 # The autoload knobs do not apply to it.
@@ -50,7 +53,7 @@ def make_plugin_manager(env: Mapping[str, str] | None = None) -> pluggy.PluginMa
     env = os.environ if env is None else env
     pm = pluggy.PluginManager("jacscale")
     pm.add_hookspecs(hookspecs)
-    for name in builtin_plugins():
+    for name in (*KERNEL_PLUGINS, *builtin_plugins()):
         pm.register(importlib.import_module(name), name=name)
     wanted = {p.strip() for p in env.get("JACSCALE_PLUGINS", "").split(",") if p.strip()}
     autoload = env.get("JACSCALE_DISABLE_PLUGIN_AUTOLOAD", "") not in ("1", "true", "yes")

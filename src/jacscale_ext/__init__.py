@@ -21,4 +21,5 @@ BUILTINS: tuple[str, ...] = (
     "jacscale_ext.activity",
     "jacscale_ext.admin",
     "jacscale_ext.graph",
+    "jacscale_ext.data_cli",
 )

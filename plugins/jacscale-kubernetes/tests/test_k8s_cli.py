@@ -10,7 +10,7 @@ from pathlib import Path
 from k8s_fake_api import FakeKubeApi
 from k8s_helpers import preview_docs, validate_all
 
-from jacscale_core.deploy import register_commands
+from jacscale_core.deploy import jacscale_register_commands as register_commands
 
 REPO = Path(__file__).resolve().parents[3]
 BIN = Path(sys.executable).parent

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from jacscale_core.context import AppContext
+from jacscale_core.plugins import hookimpl
 
 
 def _context(args: argparse.Namespace) -> AppContext:
@@ -129,7 +130,7 @@ def _restore(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from jacscale_core.jacscale_import import ImportRefused, import_jac_scale
+    from jacscale_ext.jacscale_import import ImportRefused, import_jac_scale
 
     ctx = _context(args)
     try:
@@ -143,8 +144,10 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
-def register_commands(sub: Any) -> None:
+@hookimpl
+def jacscale_register_commands(subparsers: Any) -> None:
     """Add `db` and `import-jac-scale` to the `jacscale` command."""
+    sub = subparsers
     db = sub.add_parser("db", help="migrate, inspect, back up and restore the app's data")
     db_sub = db.add_subparsers(dest="db_command", required=True)
 
