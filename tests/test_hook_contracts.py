@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 
 from jacscale_core.context import AppContext
-from jacscale_core.plugins import PluginError, hookimpl
+from jacscale_core.plugins import (
+    PluginError,
+    check_hookimpls,
+    hookimpl,
+    hookspec,
+    make_plugin_manager,
+)
 from jacscale_core.principal import Principal
 from jacscale_core.testing import TestApp
 
@@ -83,3 +89,46 @@ def test_misspelled_hookimpl_stops_the_cli_with_its_name(tmp_path: Path) -> None
     assert "jacscale_startupp" in proc.stderr
     assert "typo" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+class _TallySpecs:
+    """The hooks of a made-up extension."""
+
+    @staticmethod
+    @hookspec
+    def jacscale_tally(app: AppContext) -> Any:
+        """Contribute a number."""
+
+
+class TallyExtension:
+    """An extension that defines its own hook."""
+
+    @hookimpl
+    def jacscale_add_hookspecs(self, pm: Any) -> None:
+        pm.add_hookspecs(_TallySpecs)
+
+
+class TallyPlugin:
+    """A plugin implementing the extension's hook."""
+
+    @hookimpl
+    def jacscale_tally(self, app: AppContext) -> int:
+        return 7
+
+
+def test_an_extension_adds_its_own_hookspecs() -> None:
+    pm = make_plugin_manager({"JACSCALE_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    pm.register(TallyPlugin())  # before the extension: still checked against its spec
+    pm.register(TallyExtension())
+    check_hookimpls(pm)
+    assert pm.hook.jacscale_tally(app=None) == [7]
+    # The built-ins' own hooks come the same way.
+    assert pm.hook.jacscale_job_store.spec is not None
+    assert pm.hook.jacscale_send_email.spec is not None
+
+
+def test_a_hook_nobody_defines_is_still_an_error() -> None:
+    pm = make_plugin_manager({"JACSCALE_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    pm.register(TallyPlugin(), name="tally")
+    with pytest.raises(PluginError, match="'tally'.*jacscale_tally"):
+        check_hookimpls(pm)

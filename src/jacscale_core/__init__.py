@@ -8,7 +8,7 @@ from jacscale_core.app import create_app
 from jacscale_core.context import AppContext
 from jacscale_core.errors import ApiError
 from jacscale_core.http_endpoints import authenticate, json_response
-from jacscale_core.plugins import PluginError, hookimpl
+from jacscale_core.plugins import PluginError, hookimpl, hookspec
 from jacscale_core.principal import Principal
 
 __all__ = [
@@ -19,5 +19,6 @@ __all__ = [
     "authenticate",
     "create_app",
     "hookimpl",
+    "hookspec",
     "json_response",
 ]

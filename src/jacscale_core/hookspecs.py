@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from jacscale_core.principal import Principal
     from jacscale_core.program import Endpoint
 
-hookspec = pluggy.HookspecMarker("jacscale")
+hookspec = pluggy.HookspecMarker("jacscale")  # also exported as jacscale_core.hookspec
 
 # --------------------------------------------------------------------------
 # Configuration: before the app is built
@@ -43,6 +43,17 @@ def jacscale_config_sections() -> dict[str, type] | None:  # type: ignore[empty-
     The kernel decodes each section into its type (unknown keys are reported at
     start-up, wrong types fail start-up naming the key) and exposes the result as
     `app.config_section(name)`.
+    """
+
+
+@hookspec(historic=True)
+def jacscale_add_hookspecs(pm: Any) -> None:
+    """Add the hooks an extension defines for its own plugins: `pm.add_hookspecs(specs)`.
+
+    Called once for every plugin as it is registered (before it is checked), so
+    an extension's hookspecs are known by the time implementations are checked
+    (pytest's `pytest_addhooks`). `specs` is a module or class whose functions
+    carry `jacscale_core.hookspec`.
     """
 
 
@@ -62,16 +73,6 @@ def jacscale_graph_store(app: AppContext) -> Any:
 
     The built-in SQLite store answers last; the Mongo plugin answers when
     MONGODB_URI is set. The object implements `jacscale_core.store.GraphStore`.
-    """
-
-
-@hookspec(firstresult=True)
-def jacscale_job_store(app: AppContext) -> Any:
-    """Return the scheduler's lease and job store for `app.store`, or None to pass.
-
-    A store plugin answers when `app.store` is its own, so every server sharing
-    the store shares one lease and one set of jobs. The object implements the
-    scheduler's `JobStore` protocol; the SQLite store's answers last.
     """
 
 
@@ -201,24 +202,3 @@ def jacscale_walker_finished(
     app: AppContext, endpoint: Endpoint, principal: Principal, duration: float, success: bool
 ) -> None:
     """Called after every walker or function run with its duration in seconds."""
-
-
-@hookspec
-def jacscale_job_fired(
-    app: AppContext, name: str, static: bool, duration: float, success: bool
-) -> None:
-    """Called after every fire of a scheduled walker or function (`@schedule`).
-
-    `static` is True for jobs declared in the program, False for jobs made
-    through /jobs; `success` is False when the run raised.
-    """
-
-
-@hookspec
-def jacscale_send_email(app: AppContext, message: Any) -> Any:
-    """Deliver one email (an `EmailMessage` with to, subject, text and purpose).
-
-    Return True when this plugin delivered it; False or None passes it on. May be
-    awaitable. Implementations are asked in pluggy's order and the first True
-    stops; the built-in SMTP mailer answers last. Raise when delivery fails.
-    """

@@ -23,6 +23,7 @@ from jacscale_core import hookspecs
 log = logging.getLogger("jacscale.plugins")
 
 hookimpl = pluggy.HookimplMarker("jacscale")
+hookspec = hookspecs.hookspec
 
 # Kernel modules that implement hooks themselves (the commands they add).
 KERNEL_PLUGINS: tuple[str, ...] = ("jacscale_core.deploy",)
@@ -53,6 +54,7 @@ def make_plugin_manager(env: Mapping[str, str] | None = None) -> pluggy.PluginMa
     env = os.environ if env is None else env
     pm = pluggy.PluginManager("jacscale")
     pm.add_hookspecs(hookspecs)
+    pm.hook.jacscale_add_hookspecs.call_historic(kwargs={"pm": pm})
     for name in (*KERNEL_PLUGINS, *builtin_plugins()):
         pm.register(importlib.import_module(name), name=name)
     wanted = {p.strip() for p in env.get("JACSCALE_PLUGINS", "").split(",") if p.strip()}

@@ -26,7 +26,7 @@ import anyio
 import msgspec
 
 from jacscale_core.context import AppContext
-from jacscale_core.plugins import await_me_maybe, hookimpl
+from jacscale_core.plugins import await_me_maybe, hookimpl, hookspec
 
 log = logging.getLogger("jacscale.email")
 
@@ -118,6 +118,26 @@ async def send_email(app: AppContext, message: EmailMessage) -> bool:
         if answer:
             return True
     return False
+
+
+class MailerHooks:
+    """The mailer's own hook, added through `jacscale_add_hookspecs`."""
+
+    @staticmethod
+    @hookspec
+    def jacscale_send_email(app: AppContext, message: Any) -> Any:
+        """Deliver one email (an `EmailMessage` with to, subject, text and purpose).
+
+        Return True when this plugin delivered it; False or None passes it on. May be
+        awaitable. Implementations are asked in pluggy's order and the first True
+        stops; the built-in SMTP mailer answers last. Raise when delivery fails.
+        """
+
+
+@hookimpl
+def jacscale_add_hookspecs(pm: Any) -> None:
+    """jacscale_send_email."""
+    pm.add_hookspecs(MailerHooks)
 
 
 @hookimpl

@@ -17,6 +17,7 @@ from typing import Any
 
 from jacscale_core.context import AppContext
 from jacscale_core.plugins import hookimpl
+from jacscale_ext.scheduler import hookspecs
 from jacscale_ext.scheduler.config import SECTION, SchedulerConfig
 from jacscale_ext.scheduler.jobs import Job, JobStore
 from jacscale_ext.scheduler.openapi import job_paths
@@ -33,6 +34,12 @@ from jacscale_ext.scheduler.triggers import iso
 from jacscale_ext.sqlite_store import SqliteGraphStore
 
 log = logging.getLogger("jacscale.scheduler")
+
+
+@hookimpl
+def jacscale_add_hookspecs(pm: Any) -> None:
+    """jacscale_job_store and jacscale_job_fired."""
+    pm.add_hookspecs(hookspecs)
 
 
 @hookimpl
