@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from jacscale_core.testing import TestApp
+from jacscale_core.testing.header_auth import HeaderAuth
 from tests.fixtures.servers import EXAMPLES
-from tests.support.header_auth import HeaderAuth
 
 USER = {"X-Test-User": "u1"}
 

@@ -11,8 +11,8 @@ import pytest
 
 from jacscale_core.memory import LazyEdges, RequestMemory
 from jacscale_core.testing import TestApp
+from jacscale_core.testing.header_auth import HeaderAuth
 from tests.fixtures.servers import EXAMPLES, TEST_APPS
-from tests.support.header_auth import HeaderAuth
 
 TODO = EXAMPLES / "todo" / "app.jac"
 PERMS = EXAMPLES / "06_permissions.jac"

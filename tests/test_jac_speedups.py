@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from jacscale_core.testing import TestApp
+from jacscale_core.testing.header_auth import HeaderAuth
 from tests.fixtures.servers import EXAMPLES
-from tests.support.header_auth import HeaderAuth
 
 TODO = EXAMPLES / "todo" / "app.jac"
 

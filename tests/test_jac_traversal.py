@@ -20,8 +20,8 @@ from jaclang.runtimelib import planner
 from jacscale_core import jac_traversal
 from jacscale_core.store import RecordWrite
 from jacscale_core.testing import TestApp
+from jacscale_core.testing.header_auth import HeaderAuth
 from tests.fixtures.servers import TEST_APPS
-from tests.support.header_auth import HeaderAuth
 
 APP = TEST_APPS / "traversal_app.jac"
 ALICE = {"X-Test-User": "alice"}

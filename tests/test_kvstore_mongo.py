@@ -17,13 +17,13 @@ from typing import Any
 import jacscale_mongo.kvstore as mongo_driver
 import pytest
 from bson import ObjectId
+from jacscale_mongo.testing import FakeMongoServer
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from jac_scale.lib import KVStoreUnavailable, kvstore
 from jacscale_core.current import running, standalone_app
 from jacscale_ext.kvstore import KVStore
 from tests.fixtures.redis_server import free_port
-from tests.support.fake_mongo import FakeMongoServer
 
 
 def _shown(exc: BaseException | None) -> str:

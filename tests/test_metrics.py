@@ -20,8 +20,8 @@ from starlette.testclient import TestClient
 
 from jacscale_core.config import ConfigError, load_settings
 from jacscale_core.testing import TestApp, free_port
+from jacscale_core.testing.header_auth import HeaderAuth
 from tests.fixtures.servers import EXAMPLES, TEST_APPS
-from tests.support.header_auth import HeaderAuth
 
 ALICE = {"X-Test-User": "alice"}
 TOKEN = "s3cret-metrics-token-0123"

@@ -15,6 +15,7 @@ import anyio
 import pytest
 
 from jacscale_core.errors import ApiError
+from jacscale_core.testing.memory_docs import MemoryDocs
 from jacscale_ext.auth import tokens as tokens_module
 from jacscale_ext.auth.accounts import Accounts
 from jacscale_ext.auth.passwords import FAST_FOR_TESTS, PasswordHasher
@@ -22,7 +23,6 @@ from jacscale_ext.auth.schemas import RegisterForm
 from jacscale_ext.auth.throttle import FailureThrottle
 from jacscale_ext.auth.tokens import TokenError, TokenService
 from jacscale_ext.auth.users import UserStore
-from tests.support.memory_docs import MemoryDocs
 
 SECRET = "s" * 48
 

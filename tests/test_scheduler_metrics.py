@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from jacscale_core.testing import TestApp
+from jacscale_core.testing.header_auth import HeaderAuth
 from tests.fixtures.servers import TEST_APPS
-from tests.support.header_auth import HeaderAuth
 from tests.test_metrics import app_with, value
 from tests.test_scheduler import wait_for
 

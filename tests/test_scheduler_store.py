@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from jacscale_ext.scheduler.sqlite_jobs import SqliteJobStore
+from jacscale_ext.scheduler.testing import *  # noqa: F403 - the contract's tests run here
+from jacscale_ext.scheduler.testing import JobStoreFactory
 from jacscale_ext.sqlite_store import SqliteGraphStore
-from tests.job_store_contract import *  # noqa: F403 - the contract's tests run here
-from tests.job_store_contract import JobStoreFactory
 
 
 @pytest.fixture

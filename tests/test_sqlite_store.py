@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from jacscale_core.store import RecordWrite, WriteConflict
+from jacscale_core.testing.store_contract import *  # noqa: F403 - the contract's tests run here
+from jacscale_core.testing.store_contract import StoreFactory
 from jacscale_ext.sqlite_store import WAL_AUTOCHECKPOINT_PAGES, SqliteGraphStore
-from tests.store_contract import *  # noqa: F403 - the contract's tests run here
-from tests.store_contract import StoreFactory
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from jacscale_core.testing import TestApp
+from jacscale_core.testing.header_auth import HeaderAuth
 from tests.fixtures.servers import EXAMPLES
-from tests.support.header_auth import HeaderAuth
 
 # root -GenericEdge-> a1 -Likes(5)-> b1 -Owns-> a2 -Likes(7)-> a1 (a cycle),
 # and b1 <-Likes(9)-> b2 (undirected).

@@ -21,10 +21,10 @@ from starlette.testclient import TestClient
 from jacscale_core.app import create_app
 from jacscale_core.config import ConfigError
 from jacscale_core.testing import TestApp, running_server
+from jacscale_core.testing.header_auth import HeaderAuth
+from jacscale_core.testing.memory_docs import MemoryDocs
 from jacscale_ext.webhooks.deliveries import DeliveryLog, Replayed
 from jacscale_ext.webhooks.keys import SecretBox, hash_key
-from tests.support.header_auth import HeaderAuth
-from tests.support.memory_docs import MemoryDocs
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "examples" / "03_webhook.jac"

@@ -13,6 +13,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from jacscale_core.testing import TestApp, free_port
+from jacscale_core.testing.memory_docs import MemoryDocs
 from jacscale_ext.auth.accounts import Accounts
 from jacscale_ext.auth.passwords import FAST_FOR_TESTS, PasswordHasher
 from jacscale_ext.auth.sso import (
@@ -27,7 +28,6 @@ from jacscale_ext.auth.throttle import FailureThrottle
 from jacscale_ext.auth.tokens import TokenService
 from jacscale_ext.auth.users import UserStore
 from tests.auth.helpers import FAST_ENV, PASSWORD, TODO_APP, bearer, register, unique_email
-from tests.support.memory_docs import MemoryDocs
 from tests.support.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProviderDouble, oidc_provider
 
 HOST = "http://testserver"

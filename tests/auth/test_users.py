@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 
 from jacscale_core.errors import ApiError
 from jacscale_core.testing import TestApp
+from jacscale_core.testing.memory_docs import MemoryDocs
 from jacscale_ext.auth import users as users_mod
 from jacscale_ext.auth.accounts import Accounts
 from jacscale_ext.auth.passwords import FAST_FOR_TESTS, PasswordHasher
@@ -21,7 +22,6 @@ from jacscale_ext.auth.throttle import FailureThrottle
 from jacscale_ext.auth.tokens import TokenService
 from jacscale_ext.auth.users import IdentityTaken, UserRecord, UserStore, identity_key, new_user_id
 from tests.auth.helpers import FAST_ENV, TODO_APP, auth_state
-from tests.support.memory_docs import MemoryDocs
 
 
 @pytest.fixture(scope="module")

@@ -18,13 +18,13 @@ import jacscale_mongo.changes as changes_module
 import jacscale_mongo.graph_store as graph_store
 import pytest
 from jacscale_mongo.graph_store import ANCHORS, CHANGES, MongoGraphStore
+from jacscale_mongo.testing import FakeMongoServer
 from pymongo import MongoClient
 
 from jacscale_core.store import RecordWrite, StoreUnavailable, WriteConflict
-from tests.fixtures.redis_server import free_port
-from tests.store_contract import *  # noqa: F403 - the contract's tests run here
-from tests.store_contract import StoreFactory
-from tests.support.fake_mongo import FakeMongoServer
+from jacscale_core.testing import free_port
+from jacscale_core.testing.store_contract import *  # noqa: F403 - the contract's tests run here
+from jacscale_core.testing.store_contract import StoreFactory
 
 
 def with_database(uri: str, name: str) -> str:

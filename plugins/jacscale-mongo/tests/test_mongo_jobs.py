@@ -15,8 +15,8 @@ from jacscale_mongo.graph_store import MongoGraphStore
 from jacscale_mongo.jobs import MongoJobStore
 from pymongo import MongoClient
 
-from tests.job_store_contract import *  # noqa: F403 - the contract's tests run here
-from tests.job_store_contract import JobStoreFactory
+from jacscale_ext.scheduler.testing import *  # noqa: F403 - the contract's tests run here
+from jacscale_ext.scheduler.testing import JobStoreFactory
 
 
 @pytest.fixture(params=["test-double", pytest.param("real", marks=pytest.mark.real_mongo)])

@@ -15,7 +15,10 @@ from pathlib import Path
 import httpx
 
 from jacscale_core.testing import running_server
-from tests.fixtures.servers import TEST_APPS
+
+# The repository's example programs (data for these tests, nothing imported).
+REPO = Path(__file__).resolve().parents[3]
+TEST_APPS = REPO / "tests" / "apps"
 
 APP = TEST_APPS / "scheduler_app.jac"
 WINDOW_SECONDS = 6.0

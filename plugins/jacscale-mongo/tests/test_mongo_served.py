@@ -17,12 +17,14 @@ from typing import Any
 
 import httpx
 import pytest
+from jacscale_mongo.testing import FakeMongoServer
 from pymongo import MongoClient
 
-from jacscale_core.testing import TestApp, running_server
-from tests.fixtures.redis_server import free_port
-from tests.fixtures.servers import EXAMPLES
-from tests.support.fake_mongo import FakeMongoServer
+from jacscale_core.testing import TestApp, free_port, running_server
+
+# The repository's example programs (data for these tests, nothing imported).
+REPO = Path(__file__).resolve().parents[3]
+EXAMPLES = REPO / "examples"
 
 TODO = EXAMPLES / "todo" / "app.jac"
 PASSWORD = "pw-123456"

@@ -18,11 +18,14 @@ import pytest
 import redis
 from jacscale_redis import cache_tier
 from jacscale_redis.cache_tier import RedisCacheTier, decode_record, encode_record
+from jacscale_redis.testing import RedisServer
 
 from jacscale_core.store import AnchorRecord
-from jacscale_core.testing import running_server
-from tests.fixtures.redis_server import RedisServer, free_port
-from tests.fixtures.servers import TEST_APPS
+from jacscale_core.testing import free_port, running_server
+
+# The repository's example programs (data for these tests, nothing imported).
+REPO = Path(__file__).resolve().parents[3]
+TEST_APPS = REPO / "tests" / "apps"
 
 
 def record(version: int = 1, anchor_id: uuid.UUID | None = None) -> AnchorRecord:

@@ -1,4 +1,10 @@
-"""Helpers for testing Jac programs served by jacscale (used by our own suite too).
+"""Helpers for testing Jac programs and plugins (used by jacscale's own suite too).
+
+For plugin authors: `store_contract` (the graph-store contract suite: star-import
+it into a test module that defines a `store_factory` fixture), `header_auth`
+(`HeaderAuth`, an authentication plugin for tests) and `memory_docs`
+(`MemoryDocs`, an in-memory DocumentStore). The scheduler's job-store contract
+is `jacscale_ext.scheduler.testing`.
 
 - `TestApp(app_path, data_dir, env=...)`: in-process, a Starlette TestClient with
   the lifespan run (start-up and shutdown happen on enter and exit).

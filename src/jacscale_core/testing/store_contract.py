@@ -4,7 +4,7 @@ Use it from a test module with a `store_factory` fixture returning a callable th
 opens a store over the same backing data each time it is called (two calls = two
 processes sharing it):
 
-    from tests.store_contract import *  # noqa: F403 - the contract's tests
+    from jacscale_core.testing.store_contract import *  # noqa: F403 - the contract's tests
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Use it from a test module with a `job_store_factory` fixture returning a callabl
 that opens a job store over the same backing data each time it is called (two
 calls = two processes sharing it):
 
-    from tests.job_store_contract import *  # noqa: F403 - the contract's tests
+    from jacscale_ext.scheduler.testing import *  # noqa: F403 - the contract's tests
 """
 
 from __future__ import annotations

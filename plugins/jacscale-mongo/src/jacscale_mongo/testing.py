@@ -20,7 +20,7 @@ standalone mongod does); tests of those are marked `real_mongo`.
 `stop()` drops the listener and every open connection, as a killed mongod
 would; `start()` listens again on the same port with the data kept.
 
-Run one by hand: `python -m tests.support.fake_mongo --port 27017`.
+Run one by hand: `python -m jacscale_mongo.testing --port 27017`.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from bson.codec_options import CodecOptions
 from mongomock.filtering import filter_applies
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
-log = logging.getLogger("tests.fake_mongo")
+log = logging.getLogger("jacscale_mongo.testing")
 
 OP_REPLY = 1
 OP_QUERY = 2004
