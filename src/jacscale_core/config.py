@@ -77,6 +77,39 @@ class SchemaConfig(msgspec.Struct, kw_only=True):
     defaults: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
 
 
+# Where a database server's URI comes from: the environment, then jac.toml.
+DATABASE_ENV: dict[str, str] = {
+    "mongodb": "MONGODB_URI",
+    "redis": "REDIS_URL",
+    "postgres": "DATABASE_URL",
+}
+DATABASE_KEY: dict[str, str] = {
+    "mongodb": "mongodb_uri",
+    "redis": "redis_url",
+    "postgres": "database_url",
+}
+DATABASE_SECTION = "plugins.scale.database"
+
+
+def database_uri(db_type: str, env: Mapping[str, str], toml: Mapping[str, Any]) -> str | None:
+    """The URI of the `db_type` server ("mongodb", "redis", "postgres"), or None.
+
+    MONGODB_URI / REDIS_URL / DATABASE_URL in `env` win over `[plugins.scale.database]
+    mongodb_uri / redis_url / database_url` in the parsed jac.toml `toml`. A non-string value
+    in jac.toml raises ValueError naming the key.
+    """
+    from_env = env.get(DATABASE_ENV[db_type], "").strip()
+    if from_env:
+        return from_env
+    key = DATABASE_KEY[db_type]
+    value = _table(toml, DATABASE_SECTION).get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"jac.toml [{DATABASE_SECTION}] {key} must be a string")
+    return value.strip() or None
+
+
 KERNEL_SECTIONS: dict[str, type] = {
     "plugins.scale.api": ApiConfig,
     "plugins.scale.schema": SchemaConfig,

@@ -16,17 +16,15 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
+from jacscale_core.config import DATABASE_ENV, DATABASE_KEY, DATABASE_SECTION, database_uri
 from jacscale_core.context import AppContext
 from jacscale_core.current import current_app
 
 # The database types this module knows how to find a URI for.
-DB_TYPES: tuple[str, ...] = ("mongodb", "redis", "postgres")
-ENV_URI: dict[str, str] = {"mongodb": "MONGODB_URI", "redis": "REDIS_URL", "postgres": "DATABASE_URL"}
-TOML_SECTION = "plugins.scale.database"
-TOML_KEY: dict[str, str] = {"mongodb": "mongodb_uri", "redis": "redis_url", "postgres": "database_url"}
+DB_TYPES: tuple[str, ...] = tuple(DATABASE_ENV)
 PLUGIN_HINT: dict[str, str] = {
     "mongodb": "jacscale[mongo]",
     "redis": "jacscale[redis]",
@@ -238,20 +236,6 @@ class KVStore:
 # ----- URI resolution ---------------------------------------------------------
 
 
-def _toml_uri(db_type: str, app: AppContext) -> str | None:
-    section: Any = app.read_toml()
-    for part in TOML_SECTION.split("."):
-        section = section.get(part) if isinstance(section, Mapping) else None
-    if not isinstance(section, Mapping):
-        return None
-    value = section.get(TOML_KEY[db_type])
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"jac.toml [{TOML_SECTION}] {TOML_KEY[db_type]} must be a string")
-    return value
-
-
 def resolve_uri(
     db_type: str,
     uri: str | None,
@@ -271,15 +255,12 @@ def resolve_uri(
     if db_type not in DB_TYPES:
         return None
     app = current_app() if app is None else app
-    from_env = app.settings.env.get(ENV_URI[db_type], "")
-    if from_env:
-        return from_env
-    from_toml = _toml_uri(db_type, app)
-    if from_toml:
-        return from_toml
+    found = database_uri(db_type, app.settings.env, app.read_toml())
+    if found:
+        return found
     raise ValueError(
-        f"kvstore(db_type={db_type!r}) has no URI: pass uri=..., set {ENV_URI[db_type]}, "
-        f"or set {TOML_KEY[db_type]} under [{TOML_SECTION}] in jac.toml"
+        f"kvstore(db_type={db_type!r}) has no URI: pass uri=..., set {DATABASE_ENV[db_type]}, "
+        f"or set {DATABASE_KEY[db_type]} under [{DATABASE_SECTION}] in jac.toml"
     )
 
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import secrets
 import threading
 import time
@@ -47,6 +46,7 @@ from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
 
+from jacscale_core.config import database_uri
 from jacscale_core.context import AppContext
 from jacscale_core.memory import merge_edges
 from jacscale_core.plugins import hookimpl
@@ -668,13 +668,7 @@ class MongoGraphStore:
 
 def mongodb_uri(app: AppContext) -> str | None:
     """MONGODB_URI, else `[plugins.scale.database] mongodb_uri`, else None."""
-    env = getattr(app.settings, "env", None)
-    uri = (os.environ if env is None else env).get("MONGODB_URI", "").strip()
-    if uri:
-        return uri
-    section = app.config_section("plugins.scale.database")
-    value = getattr(section, "mongodb_uri", None)
-    return value.strip() if isinstance(value, str) and value.strip() else None
+    return database_uri("mongodb", app.settings.env, app.settings.toml)
 
 
 @hookimpl

@@ -43,7 +43,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg_pool import PoolTimeout
 
-from jacscale_core.config import ConfigError
+from jacscale_core.config import ConfigError, database_uri
 from jacscale_core.context import AppContext
 from jacscale_core.memory import intern_uuid
 from jacscale_core.plugins import hookimpl
@@ -487,12 +487,7 @@ def database_url(app: AppContext) -> str | None:
 
     A URL that is not postgresql:// is refused (ConfigError) rather than ignored.
     """
-    env = getattr(app.settings, "env", None)
-    url = (os.environ if env is None else env).get("DATABASE_URL", "").strip()
-    if not url:
-        section = app.config_section("plugins.scale.database")
-        value = getattr(section, "database_url", None)
-        url = value.strip() if isinstance(value, str) else ""
+    url = database_uri("postgres", app.settings.env, app.settings.toml)
     if not url:
         return None
     if not is_postgres_url(url):

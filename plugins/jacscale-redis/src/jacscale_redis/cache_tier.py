@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import secrets
 import socket
 import threading
@@ -45,6 +44,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, RedisError
 from redis.retry import Retry
 
+from jacscale_core.config import database_uri
 from jacscale_core.context import AppContext
 from jacscale_core.plugins import hookimpl
 from jacscale_core.store import AnchorRecord
@@ -510,13 +510,7 @@ class RedisCacheTier:
 
 def redis_url(app: AppContext) -> str | None:
     """REDIS_URL, else `[plugins.scale.database] redis_url`, else None."""
-    env = getattr(app.settings, "env", None)
-    url = (os.environ if env is None else env).get("REDIS_URL", "").strip()
-    if url:
-        return url
-    section = app.config_section("plugins.scale.database")
-    value = getattr(section, "redis_url", None)
-    return value.strip() if isinstance(value, str) and value.strip() else None
+    return database_uri("redis", app.settings.env, app.settings.toml)
 
 
 def namespace_for(location: str) -> str:
