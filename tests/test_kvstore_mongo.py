@@ -1,7 +1,7 @@
 """kvstore(db_type='mongodb') over real sockets and BSON.
 
 Every test taking `db` runs against the wire-protocol test double
-(tests/support/fake_mongo.py) and, marked `real_mongo`, against a real mongod
+(jacscale_mongo/testing.py) and, marked `real_mongo`, against a real mongod
 when MONGODB_URI points at one (skipped otherwise). The failure tests stop and
 restart the test double.
 """
@@ -22,8 +22,8 @@ from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from jac_scale.lib import KVStoreUnavailable, kvstore
 from jacscale_core.current import running, standalone_app
+from jacscale_core.testing import free_port
 from jacscale_ext.kvstore import KVStore
-from tests.fixtures.redis_server import free_port
 
 
 def _shown(exc: BaseException | None) -> str:

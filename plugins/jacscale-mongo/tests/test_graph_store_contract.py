@@ -1,7 +1,7 @@
 """MongoGraphStore passes the GraphStore contract, plus what only Mongo has.
 
-The contract (tests/store_contract.py) runs against the MongoDB wire-protocol
-TEST DOUBLE (tests/support/fake_mongo.py: real sockets and BSON, mongomock
+The contract (jacscale_core/testing/store_contract.py) runs against the MongoDB wire-protocol
+TEST DOUBLE (jacscale_mongo/testing.py: real sockets and BSON, mongomock
 behind them, no transactions, so batches take the compensated path) and,
 marked `real_mongo`, against a real mongod when MONGODB_URI points at one.
 """

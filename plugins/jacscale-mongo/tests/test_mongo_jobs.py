@@ -1,6 +1,6 @@
 """MongoJobStore (scheduler lease + jobs in MongoDB) passes the JobStore contract.
 
-Against the MongoDB wire-protocol TEST DOUBLE (tests/support/fake_mongo.py), and
+Against the MongoDB wire-protocol TEST DOUBLE (jacscale_mongo/testing.py), and
 against a real mongod when MONGODB_URI points at one (`real_mongo`).
 """
 

@@ -1,6 +1,6 @@
 """Two servers with their own data directories share one MongoDB: each job fires once.
 
-MongoDB is the wire-protocol TEST DOUBLE (tests/support/fake_mongo.py). The
+MongoDB is the wire-protocol TEST DOUBLE (jacscale_mongo/testing.py). The
 lease and the jobs live in MongoDB (jacscale_mongo.jobs), so nothing local is
 shared between the two servers.
 """

@@ -1,6 +1,6 @@
 """Served apps with MONGODB_URI set: graphs, users and API keys in MongoDB.
 
-MongoDB here is the wire-protocol TEST DOUBLE (tests/support/fake_mongo.py,
+MongoDB here is the wire-protocol TEST DOUBLE (jacscale_mongo/testing.py,
 mongomock behind real sockets; standalone, so batches are compensated, not
 transactional). `fresh_mongo` gives a test its own double that it can stop
 (every connection cut, as a killed mongod) and start again with the data kept.

@@ -11,8 +11,8 @@ import pytest
 from jacscale_postgres.kvstore import PostgresKVStore, close_pools, glob_to_like
 from jacscale_postgres.testing import PostgresServer
 
+from jacscale_core.testing import free_port
 from jacscale_ext.kvstore import KVStoreUnavailable, kvstore
-from tests.fixtures.redis_server import free_port
 
 
 @pytest.fixture

@@ -16,12 +16,12 @@ from jacscale_postgres.connection import PostgresUnavailable
 from jacscale_postgres.graph_store import PostgresGraphStore
 from jacscale_postgres.schema import MIGRATIONS, migrate
 from jacscale_postgres.testing import PostgresServer
-from tests.store_contract import *  # noqa: F403 - the contract's tests run here
-from tests.store_contract import StoreFactory
 
 from jacscale_core.config import ConfigError
 from jacscale_core.store import RecordWrite, WriteConflict
-from tests.fixtures.redis_server import free_port
+from jacscale_core.testing import free_port
+from jacscale_core.testing.store_contract import *  # noqa: F403 - the contract's tests run here
+from jacscale_core.testing.store_contract import StoreFactory
 
 
 @pytest.fixture

@@ -8,8 +8,9 @@ import pytest
 from jacscale_postgres.graph_store import PostgresGraphStore
 from jacscale_postgres.jobs import PostgresJobStore
 from jacscale_postgres.testing import PostgresServer
-from tests.job_store_contract import *  # noqa: F403 - the contract's tests run here
-from tests.job_store_contract import JobStoreFactory
+
+from jacscale_ext.scheduler.testing import *  # noqa: F403 - the contract's tests run here
+from jacscale_ext.scheduler.testing import JobStoreFactory
 
 
 @pytest.fixture

@@ -24,9 +24,11 @@ import pytest
 from jacscale_postgres.testing import PostgresServer
 from websockets.sync.client import connect
 
-from jacscale_core.testing import TestApp, running_server
-from tests.fixtures.redis_server import free_port
-from tests.fixtures.servers import EXAMPLES
+from jacscale_core.testing import TestApp, free_port, running_server
+
+# The repository's example programs (data for these tests, nothing imported).
+REPO = Path(__file__).resolve().parents[3]
+EXAMPLES = REPO / "examples"
 
 TODO = EXAMPLES / "todo" / "app.jac"
 CHAT = EXAMPLES / "04_websockets.jac"
