@@ -240,18 +240,25 @@ def _unknown_sections(toml: Mapping[str, Any], known: set[str], where: str) -> l
     return out
 
 
-def _apply_env(struct: Any, mapping: dict[str, str], env: Mapping[str, str]) -> Any:
-    updates: dict[str, Any] = {}
-    for var, attr in mapping.items():
-        if var in env and env[var] != "":
-            updates[attr] = env[var]
+def merge_struct(
+    struct: Any, updates: Mapping[str, Any], where: str, error: type[ConfigError] = ConfigError
+) -> Any:
+    """`struct` with `updates` (field: value, strings converted) applied.
+
+    A value of the wrong type raises `error` naming `where` (e.g. "environment").
+    """
     if not updates:
         return struct
-    merged = msgspec.to_builtins(struct) | updates
+    merged = msgspec.to_builtins(struct) | dict(updates)
     try:
         return msgspec.convert(merged, type(struct), strict=False)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"environment: {exc}") from exc
+        raise error(f"{where}: {exc}") from exc
+
+
+def _apply_env(struct: Any, mapping: dict[str, str], env: Mapping[str, str]) -> Any:
+    updates = {attr: env[var] for var, attr in mapping.items() if env.get(var, "") != ""}
+    return merge_struct(struct, updates, "environment")
 
 
 def default_settings(

@@ -19,6 +19,15 @@ from jacscale_core.errors import ApiError
 MAX_JSON_DEPTH = 64
 
 
+def invalid_json(exc: msgspec.DecodeError) -> ApiError:
+    """The 422 for a request body that is not JSON (raise it `from None`)."""
+    return ApiError(
+        "VALIDATION_ERROR",
+        "Request body is not valid JSON",
+        details=[{"loc": ["body"], "msg": str(exc), "type": "json_invalid"}],
+    )
+
+
 def too_deep_error(max_depth: int, loc: list[str | int] | None = None) -> ApiError:
     """The 422 for a value nested deeper than `max_depth`."""
     msg = f"JSON nested deeper than {max_depth} levels"
@@ -56,11 +65,7 @@ def decode_json(body: bytes | str, max_depth: int = MAX_JSON_DEPTH) -> Any:
     try:
         decoded = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
-        raise ApiError(
-            "VALIDATION_ERROR",
-            "Request body is not valid JSON",
-            details=[{"loc": ["body"], "msg": str(exc), "type": "json_invalid"}],
-        ) from None
+        raise invalid_json(exc) from None
     except RecursionError:
         raise too_deep_error(max_depth) from None
     if type(decoded) in (dict, list) and _may_be_too_deep(body, max_depth):

@@ -40,7 +40,7 @@ from jacscale_core import codec
 from jacscale_core.context import AppContext
 from jacscale_core.errors import ApiError, unauthorized, validation_error
 from jacscale_core.http_endpoints import authenticate, json_response, require_json
-from jacscale_core.json_input import MAX_JSON_DEPTH, too_deep_error
+from jacscale_core.json_input import MAX_JSON_DEPTH, invalid_json, too_deep_error
 from jacscale_core.middleware import request_id_of
 from jacscale_core.plugins import hookimpl
 from jacscale_core.schema import is_quarantined
@@ -104,11 +104,7 @@ def decode_request(body: bytes) -> TraverseRequest:
             details=[{"loc": loc, "msg": msg, "type": "type_error"}],
         ) from None
     except msgspec.DecodeError as exc:
-        raise ApiError(
-            "VALIDATION_ERROR",
-            "Request body is not valid JSON",
-            details=[{"loc": ["body"], "msg": str(exc), "type": "json_invalid"}],
-        ) from None
+        raise invalid_json(exc) from None
     except RecursionError:
         raise too_deep_error(MAX_JSON_DEPTH) from None
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from jacscale_core.config import ConfigError
+from jacscale_core.config import ConfigError, merge_struct
 from jacscale_ext.auth.passwords import FAST_FOR_TESTS, OWASP_MINIMUM, HashParams
 
 
@@ -101,13 +101,7 @@ class AuthConfigError(ConfigError):
 
 
 def _replace(struct: Any, updates: dict[str, Any], where: str) -> Any:
-    if not updates:
-        return struct
-    merged = msgspec.to_builtins(struct) | updates
-    try:
-        return msgspec.convert(merged, type(struct), strict=False)
-    except msgspec.ValidationError as exc:
-        raise AuthConfigError(f"{where}: {exc}") from exc
+    return merge_struct(struct, updates, where, AuthConfigError)
 
 
 def jwt_from_env(base: JwtConfig, env: Mapping[str, str]) -> JwtConfig:

@@ -247,7 +247,7 @@ class MongoEngine:
             self._fail = None
             return {}
         data = dict(body.get("data") or {})
-        times = None if mode == "alwaysOn" else int(mode["times"])
+        times = None if mode == "alwaysOn" else int(mode["times"])  # type: ignore[index]
         self._fail = {
             "commands": {str(c).lower() for c in data.get("failCommands", [])},
             "code": int(data.get("errorCode", 2)),
