@@ -6,7 +6,10 @@ import inspect
 import re
 import subprocess
 import sys
+import types
 from pathlib import Path
+
+import pytest
 
 from jacscale_core import hookspecs
 from jacscale_core.plugins import KERNEL_PLUGINS, builtin_plugins, make_plugin_manager, plugin_names
@@ -68,3 +71,23 @@ def test_plugins_command_lists_plugins_and_hooks() -> None:
     ).stdout  # fmt: skip
     assert "jacscale_ext.sqlite_store: jacscale_graph_store" in out
     assert "hello: " in out and "jacscale_routes" in out
+
+
+def _worked_plugin_blocks() -> list[str]:
+    text = DOCS.read_text()
+    section = text.split("### A worked plugin", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, flags=re.S)
+
+
+def test_the_worked_plugin_runs_as_documented(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plugin_source, test_source = _worked_plugin_blocks()
+    assert "jacscale_ext" not in plugin_source + test_source  # the public surface only
+    module = types.ModuleType("myauth")
+    exec(compile(plugin_source, "myauth.py", "exec"), module.__dict__)  # noqa: S102 - the doc's code
+    monkeypatch.setitem(sys.modules, "myauth", module)
+    app = Path(__file__).resolve().parents[1] / "examples" / "todo" / "app.jac"
+    namespace: dict[str, object] = {}
+    exec(compile(test_source.replace('"app.jac"', repr(str(app))), "doc", "exec"), namespace)  # noqa: S102
+    namespace["test_token_users_get_their_own_todos"](tmp_path)  # type: ignore[operator]

@@ -1,4 +1,4 @@
-"""`jacscale serve | routes | plugins | deploy | destroy | db | import-jac-scale` (plugins may add more)."""
+"""`jacscale serve | routes | plugins`; deploy, db, admin, jobs ... come through `jacscale_register_commands`."""
 
 from __future__ import annotations
 
