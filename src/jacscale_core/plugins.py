@@ -25,6 +25,11 @@ log = logging.getLogger("jacscale.plugins")
 hookimpl = pluggy.HookimplMarker("jacscale")
 hookspec = hookspecs.hookspec
 
+
+class PluginError(RuntimeError):
+    """Plugins cannot be loaded: a hook that does not exist (a misspelling, usually), or none found."""
+
+
 # Kernel modules that implement hooks themselves (the commands they add).
 KERNEL_PLUGINS: tuple[str, ...] = ("jacscale_core.deploy",)
 
@@ -39,6 +44,12 @@ def builtin_plugins() -> list[str]:
     names: list[str] = []
     for ep in sorted(entry_points(group=BUILTINS_GROUP), key=lambda ep: ep.name):
         names.extend(name for name in ep.load() if name not in names)
+    if not names:
+        raise PluginError(
+            f"no built-in extensions found (entry-point group {BUILTINS_GROUP!r}): "
+            "jacscale's install metadata is out of date; reinstall it (make venv, "
+            "or pip install -e .)"
+        )
     return names
 
 
@@ -69,10 +80,6 @@ def make_plugin_manager(env: Mapping[str, str] | None = None) -> pluggy.PluginMa
         pm.register(ep.load(), name=ep.name)
     check_hookimpls(pm)
     return pm
-
-
-class PluginError(RuntimeError):
-    """A plugin implements a hook that does not exist (a misspelling, usually)."""
 
 
 def check_hookimpls(pm: pluggy.PluginManager) -> None:
