@@ -13,11 +13,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from jacscale_mongo.testing import FakeMongoServer
 from pymongo import MongoClient
 
 from jacscale_core.memory import GUEST_ROOT_ID, SYSTEM_ROOT_ID
 from jacscale_core.testing import TestApp
-from tests.support.fake_mongo import FakeMongoServer
 
 APP = """
 node Note { has text: str; }
