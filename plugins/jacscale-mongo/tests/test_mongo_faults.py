@@ -1,7 +1,7 @@
 """MongoDB faults: a committed write is never answered with an error, and lost
 system/guest roots come back without a restart.
 
-The server is the wire-protocol test double (tests/support/fake_mongo.py); the
+The server is the wire-protocol test double (jacscale_mongo.testing); the
 change-log outage is its `failCommand` fail point on inserts into
 `jacscale_changes`, the way mongod's own fail point makes a command fail.
 """
