@@ -107,6 +107,22 @@ def test_a_one_second_job_fires_once_per_second_under_four_workers(tmp_path: Pat
     assert 5 <= count <= 7, f"{count} fires in {WINDOW_SECONDS}s (4 workers would make ~24)"
 
 
+def test_a_killed_leader_worker_hands_the_lease_over_and_fires_continue(tmp_path: Path) -> None:
+    """SIGKILL the worker that fires: another worker takes the lease, the server stays up."""
+    beats = tmp_path / "beats.txt"
+    with serve(tmp_path / "data", {"BEAT_FILE": str(beats)}, workers=4) as server:
+        wait_for_lines(beats, 1)
+        leader = int(lines(beats)[-1])
+        os.kill(leader, signal.SIGKILL)
+        killed_at = len(lines(beats))
+        wait_for_lines(beats, killed_at + 1, timeout=60)
+        assert str(leader) not in lines(beats)[killed_at:]
+        assert server.proc.poll() is None, "one dead worker must not stop the server"
+        (count,) = fires_in_window(beats)
+        assert 5 <= count <= 7, f"{count} fires in {WINDOW_SECONDS}s after the leader was killed"
+        assert httpx.get(server.base + "/readyz", timeout=5).status_code == 200
+
+
 def test_a_hung_leader_worker_is_replaced_and_does_not_fire_twice_when_it_wakes(
     tmp_path: Path,
 ) -> None:

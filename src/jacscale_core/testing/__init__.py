@@ -4,7 +4,7 @@ For plugin authors: `store_contract` (the graph-store contract suite: star-impor
 it into a test module that defines a `store_factory` fixture), `header_auth`
 (`HeaderAuth`, an authentication plugin for tests) and `memory_docs`
 (`MemoryDocs`, an in-memory DocumentStore). The scheduler's job-store contract
-is `jacscale_ext.scheduler.testing`.
+lives with the scheduler extension (its `testing` module), beside the types it checks.
 
 - `TestApp(app_path, data_dir, env=...)`: in-process, a Starlette TestClient with
   the lifespan run (start-up and shutdown happen on enter and exit).

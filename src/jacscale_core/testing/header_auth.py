@@ -1,7 +1,7 @@
 """A tiny authentication plugin for kernel tests: `X-Test-User: alice` logs in as alice.
 
 Each name gets its own root on first use. Not for production (no secret at all);
-the real one is jacscale_ext.auth.
+the real one is the built-in auth extension (docs/auth.md).
 """
 
 from __future__ import annotations
