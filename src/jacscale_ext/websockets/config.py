@@ -20,7 +20,13 @@ class WebSocketConfig(msgspec.Struct, kw_only=True):
       messages get RATE_LIMITED and are not run.
     - `max_connections`, `max_connections_per_user`, `max_anonymous_per_ip`:
       sockets per worker, per user, and per client address for sockets
-      without a token (kept higher: offices share an address).
+      without a token (kept higher: offices share an address). The per-user
+      and per-address caps count every worker and server sharing the store:
+      each socket holds a lease there.
+    - `lease_seconds`, `lease_refresh_seconds`: a socket's lease expires this
+      long after its last refresh (so a killed worker's sockets stop counting
+      after at most `lease_seconds`); each worker refreshes its leases in one
+      batch every `lease_refresh_seconds` (less than `lease_seconds`).
     - `send_queue_size`, `send_timeout_seconds`: a socket whose unsent
       messages exceed the queue, or whose send stalls longer than the timeout,
       is dropped (close 1008) so it never slows the others.
@@ -37,6 +43,8 @@ class WebSocketConfig(msgspec.Struct, kw_only=True):
     max_connections: int = 10_000
     max_connections_per_user: int = 20
     max_anonymous_per_ip: int = 200
+    lease_seconds: float = 30.0
+    lease_refresh_seconds: float = 10.0
     send_queue_size: int = 256
     send_timeout_seconds: float = 10.0
     auth_timeout_seconds: float = 30.0
@@ -62,7 +70,11 @@ class WebSocketConfig(msgspec.Struct, kw_only=True):
             "send_timeout_seconds",
             "auth_timeout_seconds",
             "drain_timeout_seconds",
+            "lease_seconds",
+            "lease_refresh_seconds",
         ):
             if not getattr(self, name) > 0:
                 out.append(f"[{SECTION}] {name} must be positive")
+        if self.lease_refresh_seconds >= self.lease_seconds:
+            out.append(f"[{SECTION}] lease_refresh_seconds must be less than lease_seconds")
         return out

@@ -41,7 +41,7 @@ from jacscale_core.principal import Principal
 from jacscale_core.program import Endpoint
 from jacscale_core.streaming import Stream, events
 from jacscale_ext.websockets.connection import CLOSE_POLICY, Connection, TokenBucket
-from jacscale_ext.websockets.hub import Refused
+from jacscale_ext.websockets.hub import CLOSE_TRY_AGAIN_LATER, Refused, TryLater
 
 if TYPE_CHECKING:
     from jacscale_ext.websockets.plugin import Runtime
@@ -122,11 +122,11 @@ def _reason(text: str) -> str:
     return data.decode(errors="ignore")
 
 
-async def refuse(ws: WebSocket, err: ApiError, request_id: str) -> None:
-    """Answer an accepted socket with an error envelope, then close it with 1008."""
+async def refuse(ws: WebSocket, err: ApiError, request_id: str, code: int = CLOSE_POLICY) -> None:
+    """Answer an accepted socket with an error envelope, then close it with `code` (1008)."""
     try:
         await asyncio.wait_for(ws.send_text(error_text(err, request_id)), HANDSHAKE_SEND_TIMEOUT)
-        await asyncio.wait_for(ws.close(CLOSE_POLICY, _reason(err.message)), HANDSHAKE_SEND_TIMEOUT)
+        await asyncio.wait_for(ws.close(code, _reason(err.message)), HANDSHAKE_SEND_TIMEOUT)
     except Exception as exc:  # noqa: BLE001 - the client is gone; nothing left to tell it
         log.debug("websocket: refusing failed: %s", exc)
 
@@ -189,7 +189,10 @@ async def serve_socket(rt: Runtime, endpoint: Endpoint, ws: WebSocket) -> None:
     )
     conn.set_principal(principal)
     try:
-        rt.hub.admit(conn)
+        await rt.hub.admit(conn)
+    except TryLater as exc:
+        await refuse(ws, ApiError("UNAVAILABLE", str(exc)), request_id, CLOSE_TRY_AGAIN_LATER)
+        return
     except Refused as exc:
         log.info("websocket %s refused: %s (rid=%s)", endpoint.name, exc, request_id)
         await refuse(ws, ApiError("RATE_LIMITED", str(exc)), request_id)
@@ -398,7 +401,9 @@ async def _message_principal(
     principal = await principal_of(rt, conn.websocket.scope, token, conn.websocket)
     assert principal is not None  # principal_of raises for a refused token
     try:
-        rt.hub.rekey(conn, f"user:{principal.user_id}")
+        await rt.hub.rekey(conn, f"user:{principal.user_id}")
+    except TryLater as exc:
+        raise ApiError("UNAVAILABLE", str(exc)) from None
     except Refused as exc:
         raise ApiError("RATE_LIMITED", str(exc)) from None
     conn.set_principal(principal)

@@ -27,6 +27,7 @@ from jacscale_ext.broadcast import BroadcastBus, BroadcastMessage, SqliteBroadca
 from jacscale_ext.websockets.config import SECTION, WebSocketConfig
 from jacscale_ext.websockets.handler import make_handler
 from jacscale_ext.websockets.hub import Hub
+from jacscale_ext.websockets.leases import Leases, LeaseStore
 
 log = logging.getLogger("jacscale.websocket")
 
@@ -41,8 +42,14 @@ class Runtime:
         """Build the hub from the configuration."""
         self.app = app
         self.config = config
+        leases = Leases(
+            LeaseStore(app.store.docs, config.lease_seconds), config.lease_refresh_seconds
+        )
         self.hub = Hub(
-            config.max_connections, config.max_connections_per_user, config.max_anonymous_per_ip
+            config.max_connections,
+            config.max_connections_per_user,
+            config.max_anonymous_per_ip,
+            leases,
         )
         self.endpoints: dict[str, Endpoint] = {
             e.name: e for e in app.program.endpoints.values() if e.protocol == "websocket"
@@ -126,6 +133,8 @@ class Runtime:
         pending = [t for t in self._tasks if not t.done()]
         if pending:
             await asyncio.wait(pending, timeout=self.config.drain_timeout_seconds)
+        if self.hub.leases is not None:
+            await self.hub.leases.close(self.config.drain_timeout_seconds)
         if self.bus is not None:
             bus, self.bus = self.bus, None
             await bus.close()
