@@ -12,7 +12,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
-from pathlib import Path
 
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -85,7 +84,9 @@ def attempt(stack: ExitStack, url: str, address: str) -> tuple[ClientConnection,
     try:
         answer = recv(ws, timeout=10)
     except ConnectionClosed:  # the refusal message was lost with the failed send; the close says it
-        assert ws.close_code == 1008 and "too many connections" in str(ws.close_reason), ws.close_reason
+        assert ws.close_code == 1008 and "too many connections" in str(ws.close_reason), (
+            ws.close_reason
+        )
         return None
     if answer["ok"]:
         return ws, int(reports(answer)[0]["pid"])
@@ -96,7 +97,9 @@ def attempt(stack: ExitStack, url: str, address: str) -> tuple[ClientConnection,
     return None
 
 
-def attempts(stack: ExitStack, url: str, address: str, n: int) -> list[tuple[ClientConnection, int]]:
+def attempts(
+    stack: ExitStack, url: str, address: str, n: int
+) -> list[tuple[ClientConnection, int]]:
     """`n` attempts; the sockets that were let in."""
     return [a for a in (attempt(stack, url, address) for _ in range(n)) if a is not None]
 
@@ -123,7 +126,9 @@ def test_user_cap_counts_sockets_on_every_worker(four: Server) -> None:
         # A worker holding none of this user's sockets refuses too: an anonymous
         # socket there presenting the user's token is refused as the user's third.
         for n in range(200):
-            probe = stack.enter_context(open_from(four.ws("/ws/WhereAmI"), f"127.0.2.{n % 250 + 1}"))
+            probe = stack.enter_context(
+                open_from(four.ws("/ws/WhereAmI"), f"127.0.2.{n % 250 + 1}")
+            )
             if pid_of(probe) not in pids:
                 break
             probe.close()

@@ -16,6 +16,8 @@ import pytest
 from jacscale_core.store import StoreUnavailable
 from jacscale_ext.sqlite_store import SqliteGraphStore
 from jacscale_ext.websockets.config import WebSocketConfig
+from jacscale_ext.websockets.connection import Connection, TokenBucket
+from jacscale_ext.websockets.hub import Hub, Refused, TryLater
 from jacscale_ext.websockets.leases import COLLECTION, Leases, LeaseStore, LeaseUnavailable
 
 
@@ -90,7 +92,9 @@ def test_refresh_keeps_a_live_workers_leases(workers: list[LeaseStore], clock: C
     assert live.refresh([lease]) == [lease]  # expired and retaken: reported lost, not stolen back
 
 
-def test_a_retaken_slot_is_not_released_by_its_old_holder(workers: list[LeaseStore], clock: Clock) -> None:
+def test_a_retaken_slot_is_not_released_by_its_old_holder(
+    workers: list[LeaseStore], clock: Clock
+) -> None:
     old, new = workers
     stale = old.acquire("user:u1", 1)
     assert stale is not None
@@ -111,7 +115,9 @@ def test_sweep_deletes_only_expired_leases(workers: list[LeaseStore], clock: Clo
     assert [d["_id"] for d in b.docs.find(COLLECTION, {})] == ["user:here#0"]
 
 
-def test_leases_refresh_in_one_batch_and_release_on_close(workers: list[LeaseStore], clock: Clock) -> None:
+def test_leases_refresh_in_one_batch_and_release_on_close(
+    workers: list[LeaseStore], clock: Clock
+) -> None:
     a, b = workers
 
     async def scenario() -> None:
@@ -155,5 +161,62 @@ def test_a_store_failure_is_reported_not_counted_as_a_free_slot(clock: Clock) ->
 def test_lease_settings_are_checked() -> None:
     assert WebSocketConfig().problems() == []
     problems = WebSocketConfig(lease_seconds=10.0, lease_refresh_seconds=10.0).problems()
-    assert problems == ["[plugins.scale.websocket] lease_refresh_seconds must be less than lease_seconds"]
-    assert "[plugins.scale.websocket] lease_seconds must be positive" in WebSocketConfig(lease_seconds=0).problems()
+    assert problems == [
+        "[plugins.scale.websocket] lease_refresh_seconds must be less than lease_seconds"
+    ]
+    assert (
+        "[plugins.scale.websocket] lease_seconds must be positive"
+        in WebSocketConfig(lease_seconds=0).problems()
+    )
+
+
+def conn(identity: str) -> Connection:
+    """A registered-but-never-used socket (the hub does not touch the WebSocket)."""
+    return Connection(
+        None,  # type: ignore[arg-type]
+        "Echo",
+        identity,
+        queue_size=4,
+        send_timeout=1.0,
+        bucket=TokenBucket(1.0, 1),
+    )
+
+
+def test_hub_refuses_with_try_later_when_the_store_fails(clock: Clock) -> None:
+    async def scenario() -> None:
+        hub = Hub(10, 2, 2, Leases(LeaseStore(FailingDocs(), 30.0, clock), 10.0))  # type: ignore[arg-type]
+        with pytest.raises(TryLater, match="try again later"):
+            await hub.admit(conn("user:u1"))
+        assert hub.count == 0 and not hub.by_identity  # not let in uncounted
+
+    asyncio.run(scenario())
+
+
+def test_hub_caps_and_rekeys_through_the_shared_leases(workers: list[LeaseStore]) -> None:
+    a, b = workers
+
+    async def scenario() -> None:
+        hub_a = Hub(10, 2, 1, Leases(a, 3600.0))
+        hub_b = Hub(10, 2, 1, Leases(b, 3600.0))
+        first, second = conn("user:u1"), conn("user:u1")
+        await hub_a.admit(first)
+        await hub_b.admit(second)
+        with pytest.raises(Refused, match=r"too many connections for this user \(2\)"):
+            await hub_b.admit(conn("user:u1"))
+        anonymous = conn("ip:10.0.0.9")
+        await hub_b.admit(anonymous)
+        with pytest.raises(Refused, match="without a token from this address"):
+            await hub_a.admit(conn("ip:10.0.0.9"))
+        with pytest.raises(Refused, match="for this user"):
+            await hub_b.rekey(anonymous, "user:u1")  # a token on the anonymous socket: one too many
+        assert anonymous.identity == "ip:10.0.0.9"
+        hub_a.remove(first)
+        assert hub_a.leases is not None
+        await hub_a.leases.close(5.0)
+        await hub_b.rekey(anonymous, "user:u1")  # the freed slot; the address slot is given back
+        assert anonymous.identity == "user:u1"
+        assert hub_b.leases is not None
+        await hub_b.leases.close(5.0)  # the address slot's release has run
+        await hub_a.admit(conn("ip:10.0.0.9"))
+
+    asyncio.run(scenario())

@@ -94,7 +94,9 @@ class Hub:
     def _refusal(self, identity: str) -> Refused:
         if identity.startswith("user:"):
             return Refused(f"too many connections for this user ({self.max_per_user})")
-        return Refused(f"too many connections without a token from this address ({self.max_per_ip})")
+        return Refused(
+            f"too many connections without a token from this address ({self.max_per_ip})"
+        )
 
     def _check_identity(self, identity: str) -> None:
         if len(self.by_identity.get(identity, ())) >= self._cap(identity):

@@ -154,7 +154,9 @@ class Leases:
         try:
             await self._call(self.store.release, lease)
         except LeaseUnavailable as exc:
-            log.warning("websocket: could not release a connection lease (it expires by itself): %s", exc)
+            log.warning(
+                "websocket: could not release a connection lease (it expires by itself): %s", exc
+            )
 
     async def _refresh_loop(self) -> None:
         rounds = 0
@@ -174,7 +176,9 @@ class Leases:
             return
         lost = await self._call(self.store.refresh, list(self.held))
         if lost:
-            log.warning("websocket: %d connection leases had expired and were taken by others", len(lost))
+            log.warning(
+                "websocket: %d connection leases had expired and were taken by others", len(lost)
+            )
             self.held.difference_update(lost)
 
     async def close(self, wait_seconds: float) -> None:
