@@ -784,7 +784,6 @@ REDOC_PAGE = """<!doctype html>
 _PAGE_HEADERS = {
     "Cache-Control": PAGE_CACHE_CONTROL,
     "Content-Security-Policy": PAGE_CSP,
-    "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
 
@@ -829,7 +828,6 @@ def jacscale_routes(app: AppContext) -> list[Any]:
             "Cache-Control": ASSET_CACHE_CONTROL,
             "ETag": etag,
             "Vary": "Accept-Encoding",
-            "X-Content-Type-Options": "nosniff",
         }
         if _not_modified(request, etag):
             return Response(status_code=304, headers=headers)

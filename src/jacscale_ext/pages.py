@@ -44,7 +44,6 @@ PAGE_CSP = (
 PAGE_HEADERS = {
     "Cache-Control": "no-cache",
     "Content-Security-Policy": PAGE_CSP,
-    "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
@@ -84,8 +83,7 @@ async def asset_response(app: AppContext, request: Request, allowed: frozenset[s
     found = await page_asset(app, name)
     gz = "gzip" in request.headers.get("accept-encoding", "").lower()
     etag = found.etag[:-1] + '-gz"' if gz else found.etag
-    headers = {"Cache-Control": "no-cache", "ETag": etag, "Vary": "Accept-Encoding",
-               "X-Content-Type-Options": "nosniff"}  # fmt: skip
+    headers = {"Cache-Control": "no-cache", "ETag": etag, "Vary": "Accept-Encoding"}
     wanted = request.headers.get("if-none-match", "")
     if etag in [t.strip() for t in wanted.split(",")]:
         return Response(status_code=304, headers=headers)
