@@ -10,10 +10,11 @@ from jacscale_core.plugins import PluginError, make_plugin_manager, plugin_names
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from jacscale_core.server import serve
+    from jacscale_core.launch import serve
 
     return serve(
         args.app,
+        server=args.server,
         host=args.host,
         port=args.port,
         workers=args.workers,
@@ -76,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--production", action="store_true", help="refuse unsafe defaults (JACSCALE_ENV=production)"
     )
     serve.add_argument("--log-format", choices=["human", "json"], default=None)
+    serve.add_argument(
+        "--server", choices=["hypercorn", "uvicorn", "granian"], default=None,
+        help="HTTP server (JACSCALE_SERVER; default hypercorn)",
+    )  # fmt: skip
     serve.set_defaults(func=_serve)
 
     routes = sub.add_parser("routes", help="print the route table of a Jac program")

@@ -54,6 +54,7 @@ class ServerConfig(msgspec.Struct, kw_only=True):
     keep_alive_timeout_seconds: float = 75.0
     body_timeout_seconds: float = 30.0
     min_body_bytes_per_second: float = 1024.0
+    server: str = ""  # hypercorn | uvicorn | granian ("" = the default; see launch.py)
 
 
 class DatabaseConfig(msgspec.Struct, kw_only=True):
@@ -126,6 +127,7 @@ ENV_SERVER = {
     "JACSCALE_LOG_FORMAT": "log_format",
     "JACSCALE_THREAD_POOL_SIZE": "thread_pool_size",
     "JACSCALE_SHUTDOWN_DRAIN_SECONDS": "shutdown_drain_seconds",
+    "JACSCALE_SERVER": "server",
 }
 ENV_API = {
     "JACSCALE_MAX_BODY_BYTES": "max_body_bytes",

@@ -4,7 +4,7 @@ Registered through jaclang's own plugin system (entry-point group `jac`, not
 pluggy). What it changes:
 - `get_api_server_class`: our server class; its `RestSpecs` is what `@restspec`
   builds (jaclang looks it up at import time), with an extra `envelope` option.
-- `create_cmd`: `jac start` gains --host, --workers, --reload, --scale, --build,
+- `create_cmd`: `jac start` gains --host, --workers, --reload, --server, --scale, --build,
   --target, --registry, --experimental; `jac destroy` is added.
 - `store`: the `store()` builtin returns the configured jacscale backend.
 - `log_report`: `report` does not print to stdout while serving.
@@ -56,10 +56,11 @@ class JacScaleServer:
 
     def start(self, dev: bool = False, no_client: bool = False, **_: Any) -> None:
         """Serve the program with jacscale (blocks until stopped)."""
-        from jacscale_core.server import serve
+        from jacscale_core.launch import serve
 
         code = serve(
             self.app_path(),
+            server=_start_options.get("server"),
             host=_start_options.get("host"),
             port=self.port,
             workers=_start_options.get("workers"),
@@ -76,6 +77,7 @@ def _start_pre_hook(context: Any) -> None:
         host=context.get_arg("host"),
         workers=context.get_arg("workers"),
         reload=context.get_arg("reload"),
+        server=context.get_arg("server"),
     )
     if context.get_arg("scale"):
         from jacscale_core.deploy import run_deploy
@@ -148,6 +150,8 @@ class JacScaleRuntime:
                 Arg.create("workers", typ=int, default=None, short="", help="Worker processes (default 1)"),
                 Arg.create("reload", kind=ArgKind.FLAG, typ=bool, default=False, short="",
                            help="Restart when source files change"),
+                Arg.create("server", default=None, short="",
+                           help="HTTP server: hypercorn, uvicorn or granian"),
                 Arg.create("scale", kind=ArgKind.FLAG, typ=bool, default=False, short="",
                            help="Deploy to Kubernetes instead of serving locally"),
                 Arg.create("build", kind=ArgKind.FLAG, typ=bool, default=False, short="b",

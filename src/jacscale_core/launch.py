@@ -1,0 +1,304 @@
+"""One launcher seam: `jacscale serve --server hypercorn|uvicorn|granian`.
+
+The server is chosen by `--server`, else `JACSCALE_SERVER`, else
+`[plugins.scale.server] server` in jac.toml, else `DEFAULT_SERVER`. What every
+server gets is the app's own (uvloop, start-up tuning including gc.freeze,
+batched logs, body limits, request ids) plus, here, the same process model:
+
+- one worker: start-up runs in the serving loop first (a configuration error
+  is one clear line), the banner is printed, and SIGTERM/SIGINT turn readiness
+  false, close WebSockets with 1001 and drain before the server stops;
+- `--workers N`: the server's own supervisor (hypercorn: ours, which replaces
+  a dead worker; uvicorn: its Multiprocess supervisor, which also restarts
+  dead workers; granian: its Rust supervisor) over workers that each build the
+  app from `jacscale_core.asgi`;
+- `--reload`: the server's own file watcher.
+
+hypercorn is served by `jacscale_core.server`; uvicorn and granian here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import json
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from jacscale_core.app import create_app, startup
+from jacscale_core.config import ConfigError, find_toml, read_toml
+from jacscale_core.context import AppContext
+from jacscale_core.program import ProgramLoadError
+from jacscale_core.shutdown import begin_shutdown, drain_seconds
+from jacscale_core.store import StoreUnavailable
+
+SERVERS = ("hypercorn", "uvicorn", "granian")
+DEFAULT_SERVER = "hypercorn"
+SERVER_ENV = "JACSCALE_SERVER"
+KEEP_ALIVE_SECONDS = 75
+
+
+def installed_servers() -> list[str]:
+    """The servers importable in this environment, in `SERVERS` order."""
+    return [name for name in SERVERS if importlib.util.find_spec(name) is not None]
+
+
+def resolve_server(app_path: str, chosen: str | None, env: Mapping[str, str] | None = None) -> str:
+    """Which server to run: the flag, else the environment, else jac.toml, else the default.
+
+    Raises ConfigError naming the source of an unknown or uninstalled server.
+    """
+    env = os.environ if env is None else env
+    source, name = "--server", chosen
+    if not name and env.get(SERVER_ENV):
+        source, name = SERVER_ENV, env[SERVER_ENV]
+    if not name:
+        toml_path = find_toml(Path(app_path).resolve())
+        section = read_toml(toml_path).get("plugins", {}).get("scale", {}).get("server", {})
+        if isinstance(section, dict) and section.get("server"):
+            source, name = "[plugins.scale.server] server", section["server"]
+    if not name:
+        return DEFAULT_SERVER
+    if not isinstance(name, str) or name not in SERVERS:
+        raise ConfigError(f"{source} must be one of {', '.join(SERVERS)}, got {name!r}")
+    if importlib.util.find_spec(name) is None:
+        raise ConfigError(f"{source} names {name}, which is not installed (pip install {name})")
+    return name
+
+
+def serve(app_path: str, *, server: str | None = None, **options: Any) -> int:
+    """Serve a Jac program with the chosen server; return the process exit code.
+
+    `options` are `jacscale_core.server.serve`'s (host, port, workers, reload,
+    data_dir, production, log_format).
+    """
+    try:
+        name = resolve_server(app_path, server)
+    except ConfigError as exc:
+        print(f"error: configuration: {exc}", file=sys.stderr)
+        return 2
+    if name == "hypercorn":
+        from jacscale_core import server as hypercorn_server
+
+        return hypercorn_server.serve(app_path, **options)
+    return _serve_other(app_path, name, **options)
+
+
+def _serve_other(
+    app_path: str,
+    name: str,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    workers: int | None = None,
+    reload: bool = False,
+    data_dir: str | None = None,
+    production: bool | None = None,
+    log_format: str | None = None,
+) -> int:
+    from jacscale_core.server import SPEC_ENV, _preflight, banner, configure_logging
+
+    cli: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "data_dir": data_dir,
+        "production": production or None,
+        "log_format": log_format,
+    }
+    cli = {k: v for k, v in cli.items() if v is not None}
+    configure_logging(log_format or os.environ.get("JACSCALE_LOG_FORMAT", "human"))
+    try:
+        starlette = create_app(app_path, cli=cli)
+    except ProgramLoadError as exc:
+        print(f"error: cannot load {app_path}:\n{exc}", file=sys.stderr)
+        return 1
+    except ConfigError as exc:
+        print(f"error: configuration: {exc}", file=sys.stderr)
+        return 2
+    ctx: AppContext = starlette.state.jacscale
+    if name == "uvicorn" and ctx.settings.server.workers == 1 and not reload:
+        return _uvicorn_single(starlette, ctx)
+    # Workers (or a reloader, or granian's worker) build their own app: check
+    # start-up once here, release it, then hand over to the server's supervisor.
+    try:
+        asyncio.run(_preflight(ctx))
+    except ConfigError as exc:
+        print(f"error: configuration: {exc}", file=sys.stderr)
+        return 2
+    except (StoreUnavailable, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(banner(ctx, len(starlette.routes)), flush=True)
+    os.environ[SPEC_ENV] = json.dumps({"app_path": str(ctx.settings.app_path), "cli": cli})
+    if name == "uvicorn":
+        return _uvicorn_supervised(ctx, reload)
+    return _granian(ctx, reload)
+
+
+# --------------------------------------------------------------------------
+# uvicorn
+# --------------------------------------------------------------------------
+
+
+def _loop_name() -> str:
+    return "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
+
+
+def uvicorn_config(ctx: AppContext, app: Any, reload: bool = False) -> Any:
+    """uvicorn settings from ours (httptools and uvloop when installed)."""
+    import uvicorn
+
+    s = ctx.settings.server
+    return uvicorn.Config(
+        app,
+        host=s.host,
+        port=s.port,
+        workers=s.workers if not reload else 1,
+        loop=_loop_name(),
+        http="httptools" if importlib.util.find_spec("httptools") is not None else "h11",
+        ws="websockets-sansio" if importlib.util.find_spec("websockets") is not None else "wsproto",
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        proxy_headers=False,
+        server_header=False,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        timeout_graceful_shutdown=int(s.shutdown_timeout_seconds) or None,
+        reload=reload,
+        reload_dirs=[str(ctx.settings.app_dir)] if reload else None,
+        reload_includes=["*.jac", "*.py", "*.toml"] if reload else None,
+    )
+
+
+def _worker_context() -> AppContext:
+    """The app context of a uvicorn worker process (built by `jacscale_core.asgi`)."""
+    from jacscale_core import asgi
+
+    ctx: AppContext = asgi.app.state.jacscale
+    return ctx
+
+
+def _make_uvicorn_server(config: Any, ctx: AppContext | None) -> Any:
+    import uvicorn
+
+    class DrainingServer(uvicorn.Server):
+        """uvicorn's server with our shutdown: readiness false, WebSockets 1001, drain, stop.
+
+        A second signal skips the rest of the drain; a third forces the exit.
+        The signals are handled on the loop and not re-raised afterwards, so a
+        graceful stop exits 0.
+        """
+
+        def __init__(self, config: Any) -> None:
+            super().__init__(config)
+            self._ctx = ctx
+            self._stopping: asyncio.Task[None] | None = None
+            self._again: asyncio.Event | None = None
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            import signal
+
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self._on_signal)
+            try:
+                yield
+            finally:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)
+
+        def _on_signal(self) -> None:
+            if self._stopping is None:
+                self._again = asyncio.Event()
+                self._stopping = asyncio.ensure_future(self._drain_then_stop())
+            elif not self._stopping.done():
+                assert self._again is not None
+                self._again.set()
+            else:
+                self.force_exit = True
+
+        async def _drain_then_stop(self) -> None:
+            app_ctx = self._ctx or _worker_context()
+            try:
+                await begin_shutdown(app_ctx, drain_seconds(app_ctx), self._again)
+            finally:
+                self.should_exit = True
+
+    return DrainingServer(config)
+
+
+def _uvicorn_single(starlette: Any, ctx: AppContext) -> int:
+    """Serve in this process: start-up in the serving loop first, then uvicorn."""
+    from jacscale_core.server import banner, loop_factory
+
+    server = _make_uvicorn_server(uvicorn_config(ctx, starlette), ctx)
+
+    async def run_here() -> int:
+        try:
+            await startup(ctx)
+        except ConfigError as exc:
+            print(f"error: configuration: {exc}", file=sys.stderr)
+            return 2
+        except (StoreUnavailable, RuntimeError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(banner(ctx, len(starlette.routes)), flush=True)
+        await server.serve()
+        return 0 if server.started else 1
+
+    return asyncio.run(run_here(), loop_factory=loop_factory())
+
+
+def _uvicorn_supervised(ctx: AppContext, reload: bool) -> int:
+    from uvicorn.supervisors import ChangeReload, Multiprocess
+
+    config = uvicorn_config(ctx, "jacscale_core.asgi:app", reload)
+    server = _make_uvicorn_server(config, None)
+    sock = config.bind_socket()
+    try:
+        if reload:
+            ChangeReload(config, target=server.run, sockets=[sock]).run()
+        else:
+            Multiprocess(config, target=server.run, sockets=[sock]).run()
+    finally:
+        sock.close()
+    return 0
+
+
+# --------------------------------------------------------------------------
+# granian
+# --------------------------------------------------------------------------
+
+
+def _granian(ctx: AppContext, reload: bool) -> int:
+    """Serve with granian (Rust HTTP/1.1 and WebSockets; its own supervisor and signals).
+
+    What granian does not let us do: run our drain before it stops accepting
+    (readiness false and WebSocket 1001 happen in the lifespan's shutdown, as
+    granian stops), or turn off its `server` header.
+    """
+    from granian import Granian
+    from granian.constants import Interfaces, Loops
+
+    s = ctx.settings.server
+    server = Granian(
+        "jacscale_core.asgi:app",
+        address=s.host,
+        port=s.port,
+        interface=Interfaces.ASGI,
+        workers=s.workers if not reload else 1,
+        loop=Loops.uvloop if _loop_name() == "uvloop" else Loops.asyncio,
+        log_access=False,
+        reload=reload,
+        reload_paths=[ctx.settings.app_dir] if reload else None,
+        workers_kill_timeout=int(s.shutdown_timeout_seconds) or None,
+        respawn_failed_workers=True,
+    )
+    server.serve()
+    return 0
