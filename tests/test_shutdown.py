@@ -176,8 +176,10 @@ def test_workers_graceful_shutdown(tmp_path: Path) -> None:
     _graceful_stop(tmp_path, proc, base, app)
 
 
-def test_jacscale_serve_turns_readiness_false_first(tmp_path: Path) -> None:
-    proc, base, app = _start(tmp_path, 1, [sys.executable, "-m", "jacscale_core.cli", "serve"])
+@pytest.mark.parametrize("server", ["hypercorn", "uvicorn"])
+def test_jacscale_serve_turns_readiness_false_first(tmp_path: Path, server: str) -> None:
+    cmd = [sys.executable, "-m", "jacscale_core.cli", "serve", "--server", server]
+    proc, base, app = _start(tmp_path, 1, cmd)
     _graceful_stop(tmp_path, proc, base, app)
 
 
