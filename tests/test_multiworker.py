@@ -1,4 +1,4 @@
-"""Real sockets, several hypercorn workers sharing the embedded store."""
+"""Real sockets, several workers (under each installed server) sharing the embedded store."""
 
 from __future__ import annotations
 
@@ -6,13 +6,23 @@ import asyncio
 from pathlib import Path
 
 import httpx
+import pytest
 
+from jacscale_core.launch import installed_servers
 from jacscale_core.testing import running_server
 from tests.fixtures.servers import EXAMPLES, TEST_APPS
 
 
-def test_100_concurrent_increments_over_4_workers_lose_nothing(tmp_path: Path) -> None:
-    with running_server(EXAMPLES / "todo" / "app.jac", tmp_path, workers=4) as base:
+# hypercorn with 4 workers (ours supervised); the other servers' supervisors with 2.
+@pytest.mark.parametrize(
+    ("server", "workers"),
+    [("hypercorn", 4), *((name, 2) for name in installed_servers() if name != "hypercorn")],
+)
+def test_100_concurrent_increments_over_n_workers_lose_nothing(
+    tmp_path: Path, server: str, workers: int
+) -> None:
+    env = {"JACSCALE_SERVER": server}
+    with running_server(EXAMPLES / "todo" / "app.jac", tmp_path, workers=workers, env=env) as base:
 
         async def hammer() -> list[httpx.Response]:
             limits = httpx.Limits(max_connections=100, max_keepalive_connections=0)

@@ -265,7 +265,8 @@ def _uvicorn_supervised(ctx: AppContext, reload: bool) -> int:
         if reload:
             ChangeReload(config, target=server.run, sockets=[sock]).run()
         else:
-            Multiprocess(config, target=server.run, sockets=[sock]).run()
+            # uvicorn's supervisor runs its own Server in each worker: no drain there.
+            Multiprocess(config, sockets=[sock]).run()
     finally:
         sock.close()
     return 0
