@@ -1,9 +1,10 @@
-"""The physical ceiling: a bare Starlette JSON route under hypercorn.
+"""The physical ceiling: a bare Starlette JSON route under the same server as ours.
 
-Served exactly the way `jacscale serve` serves an app with one worker
-(hypercorn's asyncio loop, access log off, same keep-alive), so the benchmark
-table can say what fraction of "HTTP + JSON on this stack" a walker request
-reaches. POST /ceiling parses the JSON body and answers a small JSON object.
+Served the way `jacscale serve` serves an app with one worker under the server
+`JACSCALE_SERVER` names (hypercorn by default; uvicorn with httptools, granian),
+same loop, access log off, same keep-alive, so the benchmark table can say what
+fraction of "HTTP + JSON on this stack" a walker request reaches. POST /ceiling
+parses the JSON body and answers a small JSON object.
 
 Usage: ``python ceiling_app.py --port PORT`` (binds 127.0.0.1 only).
 """
@@ -14,6 +15,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
@@ -39,6 +41,20 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
+    server = os.environ.get("JACSCALE_SERVER") or "hypercorn"
+    if server == "uvicorn":
+        import uvicorn
+
+        uvicorn.run(app, host="127.0.0.1", port=args.port, loop="uvloop", http="httptools",
+                    access_log=False, log_config=None, server_header=False, timeout_keep_alive=75)  # fmt: skip
+        return
+    if server == "granian":
+        from granian import Granian
+        from granian.constants import Interfaces, Loops
+
+        Granian("ceiling_app:app", address="127.0.0.1", port=args.port, interface=Interfaces.ASGI,
+                loop=Loops.uvloop, log_access=False).serve()  # fmt: skip
+        return
     config = Config()
     config.bind = [f"127.0.0.1:{args.port}"]
     config.accesslog = None

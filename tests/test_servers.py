@@ -67,18 +67,30 @@ def test_an_unknown_server_is_refused_naming_where_it_came_from(
 def test_jacscale_serve_refuses_an_unknown_server_before_loading_anything(tmp_path: Path) -> None:
     app = tmp_path / "app.jac"
     app.write_text("walker :pub w { can go with Root entry { report 1; } }\n")
-    cmd = [sys.executable, "-m", "jacscale_core.cli", "serve", str(app), "--data-dir", str(tmp_path / "d")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jacscale_core.cli",
+        "serve",
+        str(app),
+        "--data-dir",
+        str(tmp_path / "d"),
+    ]
     env = {**os.environ, "JACSCALE_SERVER": "tornado"}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
-    assert "JACSCALE_SERVER must be one of hypercorn, uvicorn, granian, got 'tornado'" in done.stderr
+    assert (
+        "JACSCALE_SERVER must be one of hypercorn, uvicorn, granian, got 'tornado'" in done.stderr
+    )
     assert not (tmp_path / "d").exists()  # nothing was opened or written
     flag = subprocess.run([*cmd, "--server", "tornado"], capture_output=True, text=True, timeout=60)
     assert flag.returncode == 2 and "invalid choice: 'tornado'" in flag.stderr
 
 
 @pytest.fixture(scope="module", params=INSTALLED)
-def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str]]:
     """The stream test program under each installed server, with a 4 KiB body limit."""
     data = tmp_path_factory.mktemp(f"serve-{request.param}")
     env = {"JACSCALE_SERVER": request.param, "JACSCALE_MAX_BODY_BYTES": "4096"}
@@ -129,4 +141,8 @@ def test_each_server_serves_websocket_walkers(served: tuple[str, str]) -> None:
     with connect(base.replace("http://", "ws://") + "/ws/ws_numbers", open_timeout=10) as ws:
         ws.send(json.dumps({"count": 2}))
         frames = [json.loads(ws.recv(timeout=10)) for _ in range(3)]
-    assert [(f["event"], f["data"]) for f in frames] == [("data", {"i": 0}), ("data", {"i": 1}), ("end", {})]
+    assert [(f["event"], f["data"]) for f in frames] == [
+        ("data", {"i": 0}),
+        ("data", {"i": 1}),
+        ("end", {}),
+    ]

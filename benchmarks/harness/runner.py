@@ -63,9 +63,10 @@ LABELS = {
 RUN_OVERHEAD_S = 0.7  # process start, prepare, preflight per run (for the time estimate)
 SEED_S_PER_1000 = 2.5  # seeding cost estimate per 1,000 nodes (jac-scale is the slow one)
 REPORT_RESERVE_S = 25.0  # kept free at the end for stopping servers and writing reports
+SERVER = os.environ.get("JACSCALE_SERVER") or "hypercorn"  # ours and the ceiling run under it
 CEILING_NOTE = (
     "The ceiling is benchmarks/ceiling_app.py: a bare Starlette JSON route served by "
-    "hypercorn the way `jacscale serve` serves one worker (our server has no bare route)."
+    f"{SERVER} the way `jacscale serve` serves one worker (our server has no bare route)."
 )
 
 
@@ -515,6 +516,7 @@ class Bench:
         ).stdout.splitlines()[:1]
         return {
             "mode": "quick" if self.s.quick else "full",
+            "server": SERVER,
             "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "git": _git_revision(),
             "machine": {
