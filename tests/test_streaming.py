@@ -73,12 +73,18 @@ def wait_for_file(path: Path, seconds: float = 30.0) -> str:
     return path.read_text()
 
 
-@pytest.fixture(scope="module", params=[1, 4], ids=["1-worker", "4-workers"])
+@pytest.fixture(
+    scope="module",
+    params=[("hypercorn", 1), ("hypercorn", 4), ("uvicorn", 1), ("granian", 1)],
+    ids=["1-worker", "4-workers", "uvicorn", "granian"],
+)
 def base(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`jacscale serve` of the stream app, with 1 and with 4 workers."""
-    data = tmp_path_factory.mktemp(f"stream-{request.param}")
+    """`jacscale serve` of the stream app: hypercorn with 1 and 4 workers, uvicorn, granian."""
+    server, workers = request.param
+    data = tmp_path_factory.mktemp(f"stream-{server}-{workers}")
     # Four workers each load the program: give a loaded machine time to start them.
-    with running_server(APP, data, workers=request.param, start_timeout=240) as url:
+    env = {"JACSCALE_SERVER": server}
+    with running_server(APP, data, workers=workers, env=env, start_timeout=240) as url:
         yield url
 
 
