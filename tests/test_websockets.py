@@ -1,4 +1,4 @@
-"""WebSocket walkers over real sockets (`jacscale serve` under hypercorn on a free port).
+"""WebSocket walkers over real sockets (`jacscale serve` under each server on a free port).
 
 The served program is the seed (examples/04_websockets.jac, unchanged) plus two
 broadcast walkers that report the worker's pid, so tests can tell where a
@@ -114,10 +114,11 @@ def serving(tmp: Path, toml: str = "", workers: int = 1, env: dict[str, str] | N
         yield Server(base, tmp / "data")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One worker with small limits."""
-    with serving(tmp_path_factory.mktemp("ws"), LIMITS_TOML) as srv:
+@pytest.fixture(scope="module", params=["hypercorn", "uvicorn", "granian"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One worker with small limits, under each server."""
+    env = {"JACSCALE_SERVER": request.param}
+    with serving(tmp_path_factory.mktemp(f"ws-{request.param}"), LIMITS_TOML, env=env) as srv:
         yield srv
 
 
