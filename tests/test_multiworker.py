@@ -13,7 +13,7 @@ from jacscale_core.testing import running_server
 from tests.fixtures.servers import EXAMPLES, TEST_APPS
 
 
-# hypercorn with 4 workers (ours supervised); the other servers' supervisors with 2.
+# hypercorn with 4 workers; uvicorn (also under our supervisor) and granian (its own) with 2.
 @pytest.mark.parametrize(
     ("server", "workers"),
     [("hypercorn", 4), *((name, 2) for name in installed_servers() if name != "hypercorn")],

@@ -176,10 +176,10 @@ def test_workers_graceful_shutdown(tmp_path: Path) -> None:
     _graceful_stop(tmp_path, proc, base, app)
 
 
-@pytest.mark.parametrize("server", ["hypercorn", "uvicorn"])
-def test_jacscale_serve_turns_readiness_false_first(tmp_path: Path, server: str) -> None:
+@pytest.mark.parametrize(("server", "workers"), [("hypercorn", 1), ("uvicorn", 1), ("uvicorn", 2)])
+def test_jacscale_serve_turns_readiness_false_first(tmp_path: Path, server: str, workers: int) -> None:
     cmd = [sys.executable, "-m", "jacscale_core.cli", "serve", "--server", server]
-    proc, base, app = _start(tmp_path, 1, cmd)
+    proc, base, app = _start(tmp_path, workers, cmd)
     _graceful_stop(tmp_path, proc, base, app)
 
 

@@ -413,7 +413,7 @@ def supervised(
 
 # granian stops its workers itself: our drain (and so 1001) cannot run first there.
 @pytest.mark.parametrize(
-    ("server", "workers"), [("hypercorn", 1), ("hypercorn", 2), ("uvicorn", 1)]
+    ("server", "workers"), [("hypercorn", 1), ("hypercorn", 2), ("uvicorn", 1), ("uvicorn", 2)]
 )
 def test_graceful_shutdown_closes_sockets_with_1001(tmp_path: Path, server: str, workers: int) -> None:
     with supervised(tmp_path, workers, server) as (proc, srv), ExitStack() as stack:

@@ -8,10 +8,10 @@ batched logs, body limits, request ids) plus, here, the same process model:
 - one worker: start-up runs in the serving loop first (a configuration error
   is one clear line), the banner is printed, and SIGTERM/SIGINT turn readiness
   false, close WebSockets with 1001 and drain before the server stops;
-- `--workers N`: the server's own supervisor (hypercorn: ours, which replaces
-  a dead worker; uvicorn: its Multiprocess supervisor, which also restarts
-  dead workers; granian: its Rust supervisor) over workers that each build the
-  app from `jacscale_core.asgi`;
+- `--workers N`: hypercorn and uvicorn workers under our supervisor
+  (`shutdown.run_workers`: a dead worker is replaced, SIGTERM drains every
+  worker); granian under its own (it respawns failed workers, no drain); each
+  worker builds the app from `jacscale_core.asgi`;
 - `--reload`: the server's own file watcher.
 
 hypercorn is served by `jacscale_core.server`; uvicorn and granian here.
@@ -33,13 +33,12 @@ from jacscale_core.app import create_app, startup
 from jacscale_core.config import ConfigError, find_toml, read_toml
 from jacscale_core.context import AppContext
 from jacscale_core.program import ProgramLoadError
-from jacscale_core.shutdown import begin_shutdown, drain_seconds
+from jacscale_core.shutdown import POLL_SECONDS, begin_shutdown, drain_seconds, run_workers
 from jacscale_core.store import StoreUnavailable
 
 SERVERS = ("hypercorn", "uvicorn", "granian")
 DEFAULT_SERVER = "hypercorn"
 SERVER_ENV = "JACSCALE_SERVER"
-KEEP_ALIVE_SECONDS = 75
 
 
 def installed_servers() -> list[str]:
@@ -167,7 +166,7 @@ def uvicorn_config(ctx: AppContext, app: Any, reload: bool = False) -> Any:
         log_config=None,
         proxy_headers=False,
         server_header=False,
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        timeout_keep_alive=int(s.keep_alive_timeout_seconds),
         timeout_graceful_shutdown=int(s.shutdown_timeout_seconds) or None,
         reload=reload,
         reload_dirs=[str(ctx.settings.app_dir)] if reload else None,
@@ -175,15 +174,7 @@ def uvicorn_config(ctx: AppContext, app: Any, reload: bool = False) -> Any:
     )
 
 
-def _worker_context() -> AppContext:
-    """The app context of a uvicorn worker process (built by `jacscale_core.asgi`)."""
-    from jacscale_core import asgi
-
-    ctx: AppContext = asgi.app.state.jacscale
-    return ctx
-
-
-def _make_uvicorn_server(config: Any, ctx: AppContext | None) -> Any:
+def _make_uvicorn_server(config: Any, ctx: AppContext, shutdown_event: Any = None) -> Any:
     import uvicorn
 
     class DrainingServer(uvicorn.Server):
@@ -191,7 +182,8 @@ def _make_uvicorn_server(config: Any, ctx: AppContext | None) -> Any:
 
         A second signal skips the rest of the drain; a third forces the exit.
         The signals are handled on the loop and not re-raised afterwards, so a
-        graceful stop exits 0.
+        graceful stop exits 0. A worker under our supervisor is also told to
+        stop through the supervisor's shared event (`shutdown_event`).
         """
 
         def __init__(self, config: Any) -> None:
@@ -205,13 +197,24 @@ def _make_uvicorn_server(config: Any, ctx: AppContext | None) -> Any:
             import signal
 
             loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            signals = (signal.SIGINT, signal.SIGTERM) if shutdown_event is None else (signal.SIGTERM,)
+            for sig in signals:
                 loop.add_signal_handler(sig, self._on_signal)
+            watcher = loop.create_task(self._watch(shutdown_event)) if shutdown_event else None
             try:
                 yield
             finally:
-                for sig in (signal.SIGINT, signal.SIGTERM):
+                if watcher is not None:
+                    watcher.cancel()
+                for sig in signals:
                     loop.remove_signal_handler(sig)
+
+        async def _watch(self, event: Any) -> None:
+            # A multiprocessing Event cannot be awaited: look at it ten times a second.
+            while not event.is_set():  # noqa: ASYNC110
+                await asyncio.sleep(POLL_SECONDS)
+            if self._stopping is None:
+                self._on_signal()
 
         def _on_signal(self) -> None:
             if self._stopping is None:
@@ -224,9 +227,8 @@ def _make_uvicorn_server(config: Any, ctx: AppContext | None) -> Any:
                 self.force_exit = True
 
         async def _drain_then_stop(self) -> None:
-            app_ctx = self._ctx or _worker_context()
             try:
-                await begin_shutdown(app_ctx, drain_seconds(app_ctx), self._again)
+                await begin_shutdown(self._ctx, drain_seconds(self._ctx), self._again)
             finally:
                 self.should_exit = True
 
@@ -256,20 +258,44 @@ def _uvicorn_single(starlette: Any, ctx: AppContext) -> int:
 
 
 def _uvicorn_supervised(ctx: AppContext, reload: bool) -> int:
-    from uvicorn.supervisors import ChangeReload, Multiprocess
+    """`--workers N`: our supervisor over uvicorn workers; `--reload`: uvicorn's watcher."""
+    from jacscale_core.server import hypercorn_config
 
-    config = uvicorn_config(ctx, "jacscale_core.asgi:app", reload)
-    server = _make_uvicorn_server(config, None)
-    sock = config.bind_socket()
+    if not reload:
+        config = hypercorn_config(ctx, reload=False)  # the bind and the graceful timeout
+        return run_workers(config, target=uvicorn_worker)
+    from uvicorn.supervisors import ChangeReload
+
+    uconfig = uvicorn_config(ctx, "jacscale_core.asgi:app", reload=True)
+    sock = uconfig.bind_socket()
     try:
-        if reload:
-            ChangeReload(config, target=server.run, sockets=[sock]).run()
-        else:
-            # uvicorn's supervisor runs its own Server in each worker: no drain there.
-            Multiprocess(config, sockets=[sock]).run()
+        ChangeReload(uconfig, target=_uvicorn_reloaded_worker, sockets=[sock]).run()
     finally:
         sock.close()
     return 0
+
+
+def uvicorn_worker(config: Any, sockets: Any, shutdown_event: Any) -> None:
+    """One uvicorn worker process under `shutdown.run_workers`: build the app, serve, drain first."""
+    import signal
+
+    # Ctrl-C reaches the whole process group; the supervisor decides for everyone.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _serve_worker(list(sockets.insecure_sockets), shutdown_event)
+
+
+def _uvicorn_reloaded_worker(sockets: list[Any] | None) -> None:
+    """The process uvicorn's reloader restarts on changes (signals handled here)."""
+    _serve_worker(sockets or [], None)
+
+
+def _serve_worker(sockets: list[Any], shutdown_event: Any) -> None:
+    from jacscale_core import asgi
+    from jacscale_core.server import loop_factory
+
+    ctx: AppContext = asgi.app.state.jacscale
+    server = _make_uvicorn_server(uvicorn_config(ctx, asgi.app), ctx, shutdown_event)
+    asyncio.run(server.serve(sockets=sockets), loop_factory=loop_factory())
 
 
 # --------------------------------------------------------------------------

@@ -227,8 +227,12 @@ def run_workers(
     *,
     startup_seconds: float = STARTUP_SECONDS,
     max_startup_failures: int = MAX_STARTUP_FAILURES,
+    target: Callable[[Config, Sockets, EventType], None] = worker,
 ) -> int:
     """Supervise `config.workers` worker processes; return the exit code.
+
+    Each process runs `target(config, sockets, shutdown_event)` (hypercorn's
+    `worker` by default; `jacscale_core.launch` passes one for uvicorn).
 
     SIGTERM/SIGINT sets the shared shutdown event (each worker drains and stops).
     A worker that dies on its own (an OOM kill, a crash) is replaced after a
@@ -249,7 +253,7 @@ def run_workers(
 
     def start() -> Any:
         process = spawn.Process(
-            target=worker,
+            target=target,
             kwargs={"config": config, "sockets": sockets, "shutdown_event": shutdown_event},
         )
         process.daemon = False
