@@ -21,9 +21,14 @@ walker :pub echo {
 """
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
-    root = tmp_path_factory.mktemp("guards")
+# granian is left out: it sends its own Server header, keeps idle connections
+# past our keep-alive timeout and accepts Content-Length with Transfer-Encoding
+# (docs/servers.md says so).
+@pytest.fixture(scope="module", params=["hypercorn", "uvicorn"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, int]]:
+    root = tmp_path_factory.mktemp(f"guards-{request.param}")
     (root / "app.jac").write_text(APP)
     (root / "jac.toml").write_text(
         "[plugins.scale.server]\n"
@@ -31,7 +36,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]
         "body_timeout_seconds = 1.0\n"
         "min_body_bytes_per_second = 1000\n"
     )
-    with running_server(root / "app.jac", root / "data") as base:
+    env = {"JACSCALE_SERVER": request.param}
+    with running_server(root / "app.jac", root / "data", env=env) as base:
         yield base, int(base.rsplit(":", 1)[1])
 
 
@@ -142,8 +148,11 @@ def test_content_length_with_transfer_encoding_is_refused(server: tuple[str, int
         )
         answer = _read_all(sock)
     assert answer.startswith(b"HTTP/1.1 400"), answer
-    assert b"Content-Length and Transfer-Encoding" in answer
     assert answer.count(b"HTTP/1.1 ") == 1
+    if b"content-type: text/plain" in answer.lower():  # refused by uvicorn's parser, before the app
+        assert b"Invalid HTTP request" in answer
+    else:
+        assert b"Content-Length and Transfer-Encoding" in answer
 
 
 def test_settings_have_defaults(tmp_path: Path) -> None:
