@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 from starlette.requests import Request  # noqa: E402
 
 from jacscale_core.app import create_app, shutdown, startup  # noqa: E402
+from jacscale_core.deadlines import Interruptible  # noqa: E402
 from jacscale_core.http_endpoints import make_handler  # noqa: E402
 
 BODY = b"{}"
@@ -66,9 +67,19 @@ def scope_for(path: str) -> dict[str, Any]:
     }
 
 
-async def receive() -> dict[str, Any]:
-    """The request body in one message."""
-    return {"type": "http.request", "body": BODY, "more_body": False}
+def receiver() -> Callable[[], Awaitable[dict[str, Any]]]:
+    """A request's `receive`: the body in one message, then nothing until cancelled (as a server does)."""
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": BODY, "more_body": False}
+        await asyncio.Event().wait()  # the client never disconnects
+        raise AssertionError("unreachable")
+
+    return receive
 
 
 async def measure(fn: Callable[[], Awaitable[Any]], n: int) -> float:
@@ -99,7 +110,7 @@ async def run(n: int) -> list[tuple[str, float]]:
             statuses.append(message["status"])
 
     async def core() -> None:
-        ex._run_sync(endpoint, {}, root, None, False)
+        ex._run_sync(endpoint, {}, root, None, False, Interruptible())
 
     async def hop() -> None:
         await ex.run(endpoint, {}, guest)
@@ -107,11 +118,12 @@ async def run(n: int) -> list[tuple[str, float]]:
     async def handle() -> None:
         scope = scope_for("/walker/ping")
         scope["state"] = {"request_id": "r"}
+        receive = receiver()
         response = await handler(Request(scope, receive))
         await response(scope, receive, send)
 
     async def full() -> None:
-        await starlette(scope_for("/walker/ping"), receive, send)
+        await starlette(scope_for("/walker/ping"), receiver(), send)
 
     rows = [
         ("core (executor, calling thread)", await measure(core, n)),
