@@ -1,7 +1,7 @@
 """The physical ceiling: a bare Starlette JSON route under the same server as ours.
 
 Served the way `jacscale serve` serves an app with one worker under the server
-`JACSCALE_SERVER` names (hypercorn by default; uvicorn with httptools, granian),
+`JACSCALE_SERVER` names (the default is `jacscale_core.launch.DEFAULT_SERVER`),
 same loop, access log off, same keep-alive, so the benchmark table can say what
 fraction of "HTTP + JSON on this stack" a walker request reaches. POST /ceiling
 parses the JSON body and answers a small JSON object.
@@ -41,7 +41,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
-    server = os.environ.get("JACSCALE_SERVER") or "hypercorn"
+    from jacscale_core.launch import DEFAULT_SERVER
+
+    server = os.environ.get("JACSCALE_SERVER") or DEFAULT_SERVER
     if server == "uvicorn":
         import uvicorn
 

@@ -48,6 +48,7 @@ from harness.servers import (
 )
 from harness.stats import ratio, summarise_runs
 from harness.workloads import Workload, all_workloads, ceiling_workload
+from jacscale_core.launch import DEFAULT_SERVER
 
 BENCH_DIR = Path(__file__).resolve().parent.parent
 REPO_DIR = BENCH_DIR.parent
@@ -63,7 +64,7 @@ LABELS = {
 RUN_OVERHEAD_S = 0.7  # process start, prepare, preflight per run (for the time estimate)
 SEED_S_PER_1000 = 2.5  # seeding cost estimate per 1,000 nodes (jac-scale is the slow one)
 REPORT_RESERVE_S = 25.0  # kept free at the end for stopping servers and writing reports
-SERVER = os.environ.get("JACSCALE_SERVER") or "hypercorn"  # ours and the ceiling run under it
+SERVER = os.environ.get("JACSCALE_SERVER") or DEFAULT_SERVER  # ours and the ceiling run under it
 CEILING_NOTE = (
     "The ceiling is benchmarks/ceiling_app.py: a bare Starlette JSON route served by "
     f"{SERVER} the way `jacscale serve` serves one worker (our server has no bare route)."
