@@ -1,4 +1,4 @@
-"""The seed's example programs (examples/, copied from the spec) load and answer as documented.
+"""The reference document's example programs (examples/, copied from the spec) load and answer as documented.
 
 03 (webhooks), 04 (WebSockets), 05 (storage) and 08 (kvstore) are exercised in
 tests/test_webhooks.py, tests/test_websockets.py, tests/test_storage.py and the
@@ -65,7 +65,7 @@ def test_06_permissions_across_users(tmp_path: Path) -> None:
         # feed walks every root: bob sees alice's public post and his own, not her private one.
         assert reports(c.post("/walker/feed", headers=bob)) == [["bob's", "public"]]
         assert reports(c.post("/walker/feed", headers=alice)) == [["private", "public"]]
-        # Sharing with bob's root by id (a string, as the seed passes it).
+        # Sharing with bob's root by id (a string, as the reference document passes it).
         c.post("/walker/share_with", json={"target_root_id": auth.roots["bob"]}, headers=alice)
         assert reports(c.post("/walker/feed", headers=bob)) == [["bob's", "private", "public"]]
         # Revoking a single root, then everyone.

@@ -1,4 +1,4 @@
-"""The seed's storage example (examples/05_storage.jac) over HTTP, uploads as multipart."""
+"""The reference document's storage example (examples/05_storage.jac) over HTTP, uploads as multipart."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Webhooks and API keys: every scheme, every rejection, durability, and the seed's curl example."""
+"""Webhooks and API keys: every scheme, every rejection, durability, and the reference document's curl example."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ ignore_unknown_fields = true
 
 
 def make_app(directory: Path, toml: str = "") -> Path:
-    """The seed program plus the walkers above, with an optional jac.toml, in `directory`.
+    """The documented example program plus the walkers above, with an optional jac.toml, in `directory`.
 
     Each gets its own module name: two programs loaded in one process must not share one.
     """
@@ -144,7 +144,7 @@ def call_seed(
     client: TestClient, key: str | None, payload: dict[str, Any], walker: str = "PaymentReceived",
     signature: str | None = None, headers: dict[str, str] | None = None,
 ) -> httpx.Response:
-    """POST a webhook signed with the seed's scheme."""
+    """POST a webhook signed with the reference document's scheme."""
     body = json.dumps(payload).encode()
     sent = {"Content-Type": "application/json", **(headers or {})}
     if key is not None:
@@ -158,7 +158,7 @@ PAYMENT = {"payment_id": "PAY-12345", "amount": 99.99, "currency": "USD"}
 
 @pytest.fixture(scope="module")
 def seed_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    """The seed scheme (the default), no WEBHOOK_SECRET."""
+    """The documented scheme (the default), no WEBHOOK_SECRET."""
     directory = tmp_path_factory.mktemp("wh-seed")
     app = make_app(directory / "app")
     with TestApp(app, directory / "data", plugins=[HeaderAuth()]) as client:
@@ -279,7 +279,7 @@ def test_keys_survive_a_restart_and_only_their_hash_is_stored(tmp_path: Path) ->
 
 
 # --------------------------------------------------------------------------
-# The seed scheme and every rejection
+# The documented scheme and every rejection
 # --------------------------------------------------------------------------
 
 
@@ -324,7 +324,7 @@ def test_rejects_a_missing_key(seed_client: TestClient) -> None:
 @pytest.mark.parametrize(
     "key",
     [
-        "eyJhbGciOiJIUzI1NiIs...",  # the seed's placeholder
+        "eyJhbGciOiJIUzI1NiIs...",  # the reference document's placeholder
         "jsk_" + "0" * 32 + "_" + "1" * 64,  # well-formed, unknown id
         "",
     ],
@@ -457,7 +457,7 @@ def test_signed_scheme_window_and_replays(schemes_client: TestClient) -> None:
     assert error_of(schemes_client.post("/webhook/Signed", content=body, headers=wrong), 401)["message"] == (
         "Invalid X-Webhook-Signature"
     )
-    # The seed scheme's signature is not enough for a `signed` walker.
+    # The documented scheme's signature is not enough for a `signed` walker.
     seed = {"X-API-Key": api_key, "X-Webhook-Signature": seed_signature(api_key, body),
             "Content-Type": "application/json"}  # fmt: skip
     assert error_of(schemes_client.post("/webhook/Signed", content=body, headers=seed), 401)
@@ -469,7 +469,7 @@ def test_signed_scheme_accepts_the_key_id_instead_of_the_key(schemes_client: Tes
     r = schemes_client.post(f"/webhook/Signed?key_id={key['api_key_id']}", content=body,
                             headers=signed_headers(key["signing_secret"], body))  # fmt: skip
     assert r.status_code == 200, r.text
-    # The seed scheme needs the key itself.
+    # The documented scheme needs the key itself.
     r = schemes_client.post(f"/webhook/PaymentReceived?key_id={key['api_key_id']}", json=PAYMENT)
     assert error_of(r, 401)["message"] == "Missing X-API-Key header"
 
@@ -657,7 +657,7 @@ def test_sealed_secrets_need_the_same_server_secret() -> None:
 
 
 # --------------------------------------------------------------------------
-# The seed's curl example, as written, against a real server
+# The reference document's curl example, as written, against a real server
 # --------------------------------------------------------------------------
 
 CURL_EXAMPLE = """

@@ -1,6 +1,6 @@
 """WebSocket walkers over real sockets (`jacscale serve` under each server on a free port).
 
-The served program is the seed (examples/04_websockets.jac, unchanged) plus two
+The served program is the documented example (examples/04_websockets.jac, unchanged) plus two
 broadcast walkers that report the worker's pid, so tests can tell where a
 socket landed. Cross-worker and cross-pod broadcasts are in test_broadcast_e2e.py.
 """
@@ -69,7 +69,7 @@ auth_timeout_seconds = 2
 
 
 def write_app(directory: Path, toml: str = "") -> Path:
-    """The seed WebSocket program plus the pid walkers (and a jac.toml) in `directory`."""
+    """The documented WebSocket example program plus the pid walkers (and a jac.toml) in `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
     app = directory / "ws_app.jac"
     app.write_text("import os;\n" + SEED.read_text() + PID_WALKERS)

@@ -1,6 +1,6 @@
 """The benchmark app, and a fresh copy of it for every server start.
 
-The app is examples/todo/app.jac followed by the seed's examples/03_webhook.jac
+The app is examples/todo/app.jac followed by the reference document's examples/03_webhook.jac
 and examples/04_websockets.jac, concatenated unchanged into one app.jac, so one
 server process answers every workload (HTTP walkers, a function, a webhook,
 WebSocket echo and broadcast). Both servers keep state beside the app (jac-scale

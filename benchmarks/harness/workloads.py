@@ -1,7 +1,7 @@
 """The workloads: what each one sends, how its data is prepared, how a reply is checked.
 
 All run against the benchmark app (harness.app.build_bench_app): examples/todo
-plus the seed's webhook (03) and WebSocket (04) examples, unchanged. A workload's
+plus the reference document's webhook (03) and WebSocket (04) examples, unchanged. A workload's
 `prepare` talks to one server through its API (registering users, seeding nodes)
 and returns the request the load generator repeats.
 """
@@ -225,7 +225,7 @@ def all_workloads() -> list[Workload]:
         Workload(
             "webhook",
             "webhook call",
-            "POST /webhook/PaymentReceived (seed example 03) with X-API-Key and an "
+            "POST /webhook/PaymentReceived (example 03) with X-API-Key and an "
             "HMAC-SHA256 signature, in the scheme each server accepts.",
             prepare=_webhook,
         ),
@@ -236,7 +236,7 @@ def all_workloads() -> list[Workload]:
             Workload(
                 f"ws_echo_{n}",
                 f"WebSocket echo, {n} client{'s' if n > 1 else ''}",
-                f"ws /ws/EchoMessage (seed example 04): {n} connected client(s), each sends a "
+                f"ws /ws/EchoMessage (example 04): {n} connected client(s), each sends a "
                 "frame and waits for the answer, in a loop; req/s = frames answered per second.",
                 kind="ws",
                 ws=WsPlan("/ws/EchoMessage", "echo", n, {"message": "hello", "client_id": "bench"}),
@@ -248,7 +248,7 @@ def all_workloads() -> list[Workload]:
             Workload(
                 f"ws_bcast_{n}",
                 f"WebSocket broadcast, {n} client{'s' if n > 1 else ''}",
-                f"ws /ws/ChatRoom (broadcast walker, seed example 04): {n} connected client(s); "
+                f"ws /ws/ChatRoom (broadcast walker, example 04): {n} connected client(s); "
                 "one sends, every client must receive it before the next send; req/s = "
                 "broadcasts fully delivered per second.",
                 kind="ws",

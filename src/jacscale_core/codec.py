@@ -216,7 +216,7 @@ def ok_envelope(
     warnings: list[dict[str, Any]] | None = None,
     ignored_fields: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The success envelope (REFERENCE.md); `meta.ignored_fields` names undeclared inputs."""
+    """The success envelope (the reference document); `meta.ignored_fields` names undeclared inputs."""
     data: dict[str, Any] = {"result": to_jsonable(result), "reports": to_jsonable(reports)}
     if warnings:
         data["warnings"] = [_warning(w) for w in warnings]
@@ -232,7 +232,7 @@ def _warning(diag: dict[str, Any]) -> dict[str, Any]:
 
 
 def error_envelope(err: ApiError, request_id: str) -> dict[str, Any]:
-    """The error envelope (REFERENCE.md)."""
+    """The error envelope (the reference document)."""
     error: dict[str, Any] = {"code": err.code, "message": err.message}
     if err.details:
         error["details"] = err.details

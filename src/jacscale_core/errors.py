@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-# Error codes and their HTTP status (shared/spec/REFERENCE.md).
+# Error codes and their HTTP status (the reference document).
 STATUS_BY_CODE: dict[str, int] = {
     "VALIDATION_ERROR": 422,
     "BAD_REQUEST": 400,
@@ -31,7 +31,7 @@ STATUS_BY_CODE: dict[str, int] = {
 class ApiError(Exception):
     """An error the client should see: status, machine code, message, field details.
 
-    `details` items follow REFERENCE.md: {"loc": ["body", "field"], "msg": ..., "type": ...}.
+    `details` items follow the reference document: {"loc": ["body", "field"], "msg": ..., "type": ...}.
     Messages must never contain secrets, tracebacks or server paths.
     """
 

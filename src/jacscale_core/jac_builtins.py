@@ -1,4 +1,4 @@
-"""Names the seed's Jac programs use without importing them.
+"""Names the reference document's Jac programs use without importing them.
 
 jaclang 0.16.7 compiles `perm_grant(p, READ)` fine and resolves the names at run
 time from Python's builtins, so installing them there before the program loads is
@@ -77,7 +77,7 @@ SEED_BUILTINS: dict[str, Any] = {
 
 
 def install() -> None:
-    """Make the seed's builtin names resolvable in Jac programs (idempotent)."""
+    """Make the reference document's builtin names resolvable in Jac programs (idempotent)."""
     for name, value in SEED_BUILTINS.items():
         if not hasattr(builtins, name):
             setattr(builtins, name, value)

@@ -351,7 +351,7 @@ def describe(module: ModuleType, compiled: Any, path: Path) -> Program:
             private.append(name)
             continue
         if is_walker and not getattr(value, "__jac_async__", False) and _has_async_ability(value):
-            # `walker w { async can ... }` (seed example 07): jaclang's sync spawn
+            # `walker w { async can ... }` (examples/07_async.jac): jaclang's sync spawn
             # would drop the coroutine; the async spawn awaits it.
             value.__jac_async__ = True
         fields = walker_fields(value) if is_walker else function_fields(value)

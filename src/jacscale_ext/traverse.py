@@ -1,6 +1,6 @@
 """POST /traverse: read a piece of the caller's graph as nodes and edges.
 
-Parameters (JSON body, all optional, as the seed documents them):
+Parameters (JSON body, all optional, as the reference document gives them):
 
 - `source`: node or edge id to start from (hex or dashed UUID); the caller's root by default;
 - `depth`: how many edges to follow from the source (default 1, 0 = the source alone);

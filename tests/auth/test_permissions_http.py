@@ -1,4 +1,4 @@
-"""Permissions across users, over HTTP, with the seed's examples/06_permissions.jac.
+"""Permissions across users, over HTTP, with the reference document's examples/06_permissions.jac.
 
 READ/CONNECT/WRITE, perm_grant / perm_revoke / allow_root / disallow_root, as the
 reference documents them: a user's nodes are private; spawning a walker on

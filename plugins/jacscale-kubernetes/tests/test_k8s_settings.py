@@ -1,4 +1,4 @@
-"""Settings for Kubernetes deploys: the seed's variables, jac.toml, and bad values."""
+"""Settings for Kubernetes deploys: the reference document's variables, jac.toml, and bad values."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 This is the async layer between HTTP routes and the blocking user store: every
 store call and every password hash runs in a worker thread. It raises
-`ApiError` with the codes of REFERENCE.md; messages never say whether an
+`ApiError` with the codes of the reference document; messages never say whether an
 account exists (login answers "Invalid credentials" for both cases, after the
 same amount of hashing work).
 

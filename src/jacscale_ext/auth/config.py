@@ -1,6 +1,6 @@
 """The jac.toml sections auth reads, and how the environment overrides them.
 
-Priority (REFERENCE.md): CLI > environment > jac.toml > default.
+Priority (the reference document): CLI > environment > jac.toml > default.
 
 - `[plugins.scale.jwt]`: JWT_SECRET, JWT_ALGORITHM, JWT_EXP_DELTA_DAYS,
   JWT_PREVIOUS_SECRETS (comma-separated), JWT_ISSUER, JWT_AUDIENCE.

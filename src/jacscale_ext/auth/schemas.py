@@ -1,6 +1,6 @@
 """Request bodies of the auth endpoints: parsing, validation, and their OpenAPI schemas.
 
-Accepted identity forms (REFERENCE.md):
+Accepted identity forms (the reference document):
 - documented: `{"email": ..., "password": ...}` or `{"username": ..., "password": ...}`
   (register may carry both email and username);
 - jac-scale 0.2.31: `{"identities": [{"type": "email"|"username", "value": ...}],

@@ -5,7 +5,7 @@ Options from the reference (`secret`, `signature_header`, `verify_signature`,
 `[plugins.scale.webhook.walkers.<Walker>]`), the replay window, the body cap.
 
 The server-wide secret (`WEBHOOK_SECRET`, else `secret`) only protects per-key
-signing secrets at rest; the seed's scheme never needs it. It has no usable
+signing secrets at rest; the reference document's scheme never needs it. It has no usable
 default: the reference's example values are refused, as is anything shorter
 than 32 characters, and schemes that need signing secrets refuse to start
 without it.

@@ -44,7 +44,7 @@ def now_utc() -> datetime:
 
 
 def iso(moment: datetime) -> str:
-    """`2024-01-15T10:30:00Z`, the seed's timestamp format."""
+    """`2024-01-15T10:30:00Z`, the reference document's timestamp format."""
     return moment.isoformat().replace("+00:00", "Z")
 
 

@@ -3,7 +3,7 @@
 A scheme checks the raw request bytes (before any JSON decoding) and answers
 with the delivery ids to deduplicate on, or raises a 401 ApiError. Built in:
 
-- `api-key`  (the seed's, the default): `X-Webhook-Signature` = hex
+- `api-key`  (the reference document's, the default): `X-Webhook-Signature` = hex
   HMAC-SHA256 of the body keyed by the API key itself; `sha256=` prefix
   tolerated. No timestamp, so a captured request can be replayed: prefer a
   stronger scheme when the sender supports one.
@@ -146,7 +146,7 @@ def _header_doc(name: str, description: str, required: bool = True) -> dict[str,
 
 
 class ApiKeyHmacScheme:
-    """The seed's scheme: hex HMAC-SHA256 of the body, keyed by the API key."""
+    """The reference document's scheme: hex HMAC-SHA256 of the body, keyed by the API key."""
 
     name = "api-key"
     needs_signing_secret = False

@@ -1,6 +1,6 @@
-"""`[plugins.scale.metrics]`: the seed's keys plus how /metrics is protected.
+"""`[plugins.scale.metrics]`: the reference document's keys plus how /metrics is protected.
 
-The seed's keys (enabled, endpoint, namespace, walker_metrics, histogram_buckets)
+The reference document's keys (enabled, endpoint, namespace, walker_metrics, histogram_buckets)
 keep their documented defaults. jacscale adds three ways to expose /metrics,
 none with a default password:
 

@@ -1,4 +1,4 @@
-"""The four metrics the seed names, in one registry per app.
+"""The four metrics the reference document names, in one registry per app.
 
 `{ns}_http_requests_total{method,path,status_code}`,
 `{ns}_http_request_duration_seconds{method,path}`,
