@@ -1,10 +1,10 @@
 """The `/ws/{walker}` endpoint: handshake checks, then one walker run per message.
 
 Handshake: a browser `Origin` outside the allow-list is refused with 403 before
-the socket opens. The socket is then accepted; a `?token=` (or an
-`Authorization` header) is checked through the `jacscale_authenticate` hook,
-and connection caps are applied. A bad token or a full cap is answered with an
-error envelope and close code 1008.
+the socket opens. A `?token=` (or an `Authorization` header) is checked
+through the `jacscale_authenticate` hook and connection caps are applied before
+the socket is accepted, so an open socket already receives broadcasts. A bad
+token or a full cap is answered with an error envelope and close code 1008.
 
 Messages: each text frame is a JSON object of the walker's fields, plus an
 optional `"token"`. Every message gets one answer: the walker's envelope, or an
@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl, urlencode
 import msgspec
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketState
 
 from jacscale_core import codec
 from jacscale_core.errors import ApiError
@@ -123,8 +123,10 @@ def _reason(text: str) -> str:
 
 
 async def refuse(ws: WebSocket, err: ApiError, request_id: str, code: int = CLOSE_POLICY) -> None:
-    """Answer an accepted socket with an error envelope, then close it with `code` (1008)."""
+    """Accept the socket, answer with an error envelope, then close it with `code` (1008)."""
     try:
+        if ws.application_state == WebSocketState.CONNECTING:
+            await asyncio.wait_for(ws.accept(), HANDSHAKE_SEND_TIMEOUT)
         await asyncio.wait_for(ws.send_text(error_text(err, request_id)), HANDSHAKE_SEND_TIMEOUT)
         await asyncio.wait_for(ws.close(code, _reason(err.message)), HANDSHAKE_SEND_TIMEOUT)
     except Exception as exc:  # noqa: BLE001 - the client is gone; nothing left to tell it
@@ -171,7 +173,8 @@ async def serve_socket(rt: Runtime, endpoint: Endpoint, ws: WebSocket) -> None:
     if rt.hub.draining:
         await deny(ws, ApiError("UNAVAILABLE", "The server is shutting down"), request_id)
         return
-    await ws.accept()
+    # The socket is accepted only once it is registered: a client that sees it
+    # open may broadcast at once, and every open socket must receive that.
     try:
         principal = await principal_of(rt, ws.scope, token, ws)
     except ApiError as err:
@@ -197,9 +200,10 @@ async def serve_socket(rt: Runtime, endpoint: Endpoint, ws: WebSocket) -> None:
         log.info("websocket %s refused: %s (rid=%s)", endpoint.name, exc, request_id)
         await refuse(ws, ApiError("RATE_LIMITED", str(exc)), request_id)
         return
-    log.info("websocket %s opened by %s (rid=%s)", endpoint.name, conn.identity, request_id)
     timer: asyncio.TimerHandle | None = None
     try:
+        await ws.accept()
+        log.info("websocket %s opened by %s (rid=%s)", endpoint.name, conn.identity, request_id)
         conn.writer = asyncio.create_task(conn.run_writer(), name=f"ws-writer-{endpoint.name}")
         reader = asyncio.create_task(read_loop(rt, endpoint, conn), name=f"ws-reader-{endpoint.name}")
         if endpoint.access != "public" and not conn.authorised():
