@@ -111,12 +111,20 @@ def test_wait_until_idle_waits_for_a_busy_process_and_not_for_an_idle_one() -> N
 
     from harness.servers import wait_until_idle
 
-    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
-    busy = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 1.0\nwhile time.time() < end: pass\ntime.sleep(30)"])
+    # Each child says when its interpreter has started, so start-up CPU is not counted.
+    idle_code = "import time; print('ready', flush=True); time.sleep(60)"
+    busy_code = (
+        "import time\nprint('ready', flush=True)\nend = time.time() + 1.5\n"
+        "while time.time() < end: pass\ntime.sleep(60)"
+    )
+    idle = subprocess.Popen([sys.executable, "-c", idle_code], stdout=subprocess.PIPE, text=True)
+    busy = subprocess.Popen([sys.executable, "-c", busy_code], stdout=subprocess.PIPE, text=True)
     try:
-        assert wait_until_idle([idle.pid], max_wait=2.0) < 0.6
-        waited = wait_until_idle([busy.pid], max_wait=3.0)
-        assert 0.5 < waited < 2.5  # until its 1 s of spinning ended
+        assert idle.stdout is not None and idle.stdout.readline() == "ready\n"
+        assert wait_until_idle([idle.pid], max_wait=5.0) < 4.0  # the first quiet window ends it
+        assert busy.stdout is not None and busy.stdout.readline() == "ready\n"
+        waited = wait_until_idle([busy.pid], max_wait=10.0)
+        assert 0.5 < waited < 9.0  # until its 1.5 s of spinning ended, not until max_wait
     finally:
         idle.kill()
         busy.kill()
