@@ -19,7 +19,7 @@ from starlette.testclient import TestClient
 from jacscale_core.context import AppContext
 from jacscale_core.plugins import hookimpl
 from jacscale_core.testing import TestApp
-from jacscale_ext.docs import NODE_ID_PATTERN, endpoint_paths
+from jacscale_ext.openapi import NODE_ID_PATTERN, endpoint_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.jac") if p.is_file()) + [
