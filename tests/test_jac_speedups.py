@@ -1,4 +1,4 @@
-"""jac_speedups: jaclang's hooks are called without per-call signature binding."""
+"""Hook dispatch patch (jacscale_core.jaclang_patches.hook_dispatch): jaclang's hooks are called without per-call signature binding."""
 
 from __future__ import annotations
 

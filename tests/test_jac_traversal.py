@@ -1,4 +1,4 @@
-"""Our `[-->]` (jacscale_core.jac_traversal) against jaclang's own, on the same graphs.
+"""Our `[-->]` (jacscale_core.jaclang_patches.traversal) against jaclang's own, on the same graphs.
 
 Every probe runs twice in one app, once through each implementation, and the
 reports must be equal: directions, edge and node filters, undirected edges,
@@ -17,7 +17,7 @@ import pytest
 from jaclang.jac0core.runtime import JacRuntimeInterface
 from jaclang.runtimelib import planner
 
-from jacscale_core import jac_traversal
+from jacscale_core.jaclang_patches import traversal
 from jacscale_core.store import RecordWrite
 from jacscale_core.testing import TestApp
 from jacscale_core.testing.header_auth import HeaderAuth
@@ -41,8 +41,8 @@ def jaclang_traversal() -> Iterator[Any]:
     @contextmanager
     def use_jaclang() -> Iterator[None]:
         ours = JacRuntimeInterface.edges_to_nodes, planner.execute_path
-        JacRuntimeInterface.edges_to_nodes = jac_traversal._jaclang_edges_to_nodes  # type: ignore[assignment]
-        planner.execute_path = jac_traversal._jaclang_execute_path
+        JacRuntimeInterface.edges_to_nodes = ours[0].jaclang_original  # type: ignore[attr-defined]
+        planner.execute_path = ours[1].jaclang_original  # type: ignore[attr-defined]
         try:
             yield
         finally:
@@ -60,22 +60,33 @@ def both(client: Any, use_jaclang: Any, path: str, headers: dict[str, str]) -> t
 
 def test_fast_path_is_installed(tmp_path: Path) -> None:
     with TestApp(APP, tmp_path, plugins=[HeaderAuth()]):
-        assert JacRuntimeInterface.edges_to_nodes is jac_traversal.edges_to_nodes
-        assert planner.execute_path is jac_traversal.execute_path
-        assert jac_traversal._only_default_impls()
+        assert traversal.installed()
+        assert JacRuntimeInterface.edges_to_nodes.__module__ == traversal.__name__
+        assert planner.execute_path.__module__ == traversal.__name__
+        assert traversal._only_default_impls()
 
 
 def test_every_shape_matches_jaclang(tmp_path: Path, jaclang_traversal: Any) -> None:
     with TestApp(APP, tmp_path, plugins=[HeaderAuth()]) as c:
         a_id, b_id, c_id = reports(c.post("/walker/build", headers=ALICE))[0]
-        for path in ("/walker/probe", f"/walker/probe/{a_id}", f"/walker/probe/{b_id}", f"/walker/probe/{c_id}"):
+        for path in (
+            "/walker/probe",
+            f"/walker/probe/{a_id}",
+            f"/walker/probe/{b_id}",
+            f"/walker/probe/{c_id}",
+        ):
             ours, theirs = both(c, jaclang_traversal, path, ALICE)
             assert reports(ours) == reports(theirs), path
         root_view = reports(c.post("/walker/probe", headers=ALICE))
         assert root_view[0] == ["a", "b", "Tag", "c"]  # insertion order
         assert root_view[3] == ["b"]  # ->:Link:weight > 1:->
         assert root_view[4] == ["b"]  # (?done == True)
-        assert sorted(reports(c.post(f"/walker/probe/{a_id}", headers=ALICE))[5]) == ["Root", "Tag", "b", "c"]
+        assert sorted(reports(c.post(f"/walker/probe/{a_id}", headers=ALICE))[5]) == [
+            "Root",
+            "Tag",
+            "b",
+            "c",
+        ]
 
 
 def test_another_users_nodes_match_jaclang(tmp_path: Path, jaclang_traversal: Any) -> None:
@@ -99,7 +110,9 @@ def test_mutable_fields_are_private_to_a_request(tmp_path: Path) -> None:
         assert reports(c.post("/walker/tag_c", headers=ALICE)) == [["x", "y", "y"]]
 
 
-def test_an_edge_to_a_deleted_node_is_skipped_like_jaclang(tmp_path: Path, jaclang_traversal: Any) -> None:
+def test_an_edge_to_a_deleted_node_is_skipped_like_jaclang(
+    tmp_path: Path, jaclang_traversal: Any
+) -> None:
     results = []
     for run, switch in (("ours", None), ("jaclang", jaclang_traversal)):
         with TestApp(APP, tmp_path / run, plugins=[HeaderAuth()]) as c:

@@ -382,16 +382,14 @@ def load_program(app_path: str | Path) -> Program:
     """Compile and import a Jac program with jaclang; raise ProgramLoadError with diagnostics."""
     from jaclang import JacRuntime as Jac
 
-    from jacscale_core import jac_builtins, jac_speedups, jac_traversal
+    from jacscale_core.jaclang_patches import install_all
 
     path = Path(app_path).resolve()
     if not path.is_file():
         raise ProgramLoadError(f"{app_path}: no such file")
     if path.suffix != ".jac":
         raise ProgramLoadError(f"{app_path}: not a .jac file")
-    jac_builtins.install()
-    jac_speedups.install()
-    jac_traversal.install()
+    install_all()
     base = str(path.parent)
     Jac.set_base_path(base)
     Jac.set_full_target_path(str(path))

@@ -1,4 +1,4 @@
-"""Names the reference document's Jac programs use without importing them.
+"""Patch: names the reference document's Jac programs use without importing them.
 
 jaclang 0.16.7 compiles `perm_grant(p, READ)` fine and resolves the names at run
 time from Python's builtins, so installing them there before the program loads is
@@ -39,9 +39,7 @@ def _root_uuid(root_id: Any) -> UUID:
         return UUID(str(root_id))
     except ValueError as exc:
         shown = str(root_id)[:64]
-        raise InvalidRootId(
-            f"not a root id: {shown!r} (expected 32 hex digits or a UUID)"
-        ) from exc
+        raise InvalidRootId(f"not a root id: {shown!r} (expected 32 hex digits or a UUID)") from exc
 
 
 def perm_grant(archetype: Any, level: Any = READ) -> None:
@@ -64,7 +62,7 @@ def disallow_root(archetype: Any, root_id: Any, level: Any = READ) -> None:
     Jac.disallow_root(archetype, _root_uuid(root_id), level)
 
 
-SEED_BUILTINS: dict[str, Any] = {
+PROGRAM_BUILTINS: dict[str, Any] = {
     "perm_grant": perm_grant,
     "perm_revoke": perm_revoke,
     "allow_root": allow_root,
@@ -78,7 +76,7 @@ SEED_BUILTINS: dict[str, Any] = {
 
 def install() -> None:
     """Make the reference document's builtin names resolvable in Jac programs (idempotent)."""
-    for name, value in SEED_BUILTINS.items():
+    for name, value in PROGRAM_BUILTINS.items():
         if not hasattr(builtins, name):
             setattr(builtins, name, value)
     if not hasattr(http, "UploadFile"):

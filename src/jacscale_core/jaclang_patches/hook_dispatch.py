@@ -1,4 +1,4 @@
-"""Faster dispatch for jaclang's runtime hooks (same semantics, less per-call work).
+"""Patch: faster dispatch for jaclang's runtime hooks (same semantics, less per-call work).
 
 Every `Jac.<hook>(...)` call goes through a proxy that binds the arguments with
 `inspect.Signature.bind_partial` + `apply_defaults` before calling the plugin
@@ -15,10 +15,10 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-_installed = False
 
-
-def _fast_proxy(name: str, sig: inspect.Signature, slow: Callable[..., Any]) -> Callable[..., Any] | None:
+def _fast_proxy(
+    name: str, sig: inspect.Signature, slow: Callable[..., Any]
+) -> Callable[..., Any] | None:
     params = list(sig.parameters.values())
     if any(p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in params):
         return None
@@ -75,24 +75,30 @@ def _fast_proxy(name: str, sig: inspect.Signature, slow: Callable[..., Any]) -> 
 
 
 def install() -> int:
-    """Swap jaclang's sync hook proxies for fast ones; return how many (idempotent)."""
-    global _installed
-    if _installed:
-        return 0
+    """Swap jaclang's sync hook proxies for fast ones; return how many (idempotent).
+
+    A fast proxy no longer looks like jaclang's (its closure differs), so a second
+    call finds nothing to replace and returns 0.
+    """
     from jaclang.jac0core.runtime import JacRuntimeInterface
 
     replaced: dict[int, Callable[..., Any]] = {}
     for attr, value in list(vars(JacRuntimeInterface).items()):
         code = getattr(value, "__code__", None)
-        if code is None or code.co_freevars != ("name", "sig") or inspect.iscoroutinefunction(value):
+        if (
+            code is None
+            or code.co_freevars != ("name", "sig")
+            or inspect.iscoroutinefunction(value)
+        ):
             continue
-        cells = dict(zip(code.co_freevars, (c.cell_contents for c in value.__closure__ or ()), strict=True))
+        cells = dict(
+            zip(code.co_freevars, (c.cell_contents for c in value.__closure__ or ()), strict=True)
+        )
         fast = _fast_proxy(cells["name"], cells["sig"], value)
         if fast is not None:
             setattr(JacRuntimeInterface, attr, fast)
             replaced[id(value)] = fast
     _rebind_module_aliases(replaced)
-    _installed = True
     return len(replaced)
 
 

@@ -1,4 +1,4 @@
-"""A faster `[-->]` for requests served from our RequestMemory (same results as jaclang's).
+"""Patch: a faster `[-->]` for requests served from our RequestMemory (same results as jaclang's).
 
 jaclang 0.16.7's `edges_to_nodes` resolves every edge stub, its source and its
 target through `resolve_ref` -> `populate` -> `Jac.get_context()` -> `mem.get`,
@@ -15,8 +15,9 @@ jaclang's implementations; otherwise jaclang's hook runs unchanged.
 `refs` first asks jaclang's query planner, which can only answer from a topology
 index jacscale keeps off; `execute_path` skips that analysis over a RequestMemory.
 
-`tests/test_jac_traversal.py` compares it with jaclang's on graphs with every
-direction, filters, undirected edges, foreign nodes and dangling edges.
+`install()` keeps jaclang's own functions on the replacements (`jaclang_original`).
+`tests/test_jac_traversal.py` compares the two on graphs with every direction,
+filters, undirected edges, foreign nodes and dangling edges.
 """
 
 from __future__ import annotations
@@ -38,8 +39,6 @@ _IN_OR_ANY = (EdgeDir.IN, EdgeDir.ANY)
 # Hooks whose default behaviour the fast path reproduces; another plugin
 # implementing any of them turns the fast path off.
 _REPLACED_HOOKS = ("edges_to_nodes", "check_read_access", "check_access_level", "get_context")
-
-_installed = False
 
 
 def _only_default_impls() -> bool:
@@ -106,12 +105,10 @@ def _reader(ctx: Any) -> Callable[[Anchor], bool]:
     return can_read
 
 
-def edges_to_nodes(origin: list[Any], destination: Any) -> list[Any]:
-    """jaclang's JacNode.edges_to_nodes, faster over a RequestMemory."""
-    ctx = Jac.get_context()
-    mem = ctx.mem
-    if type(mem) is not RequestMemory or not _only_default_impls():
-        return _jaclang_edges_to_nodes(origin=origin, destination=destination)
+def fast_edges_to_nodes(
+    origin: list[Any], destination: Any, ctx: Any, mem: RequestMemory
+) -> list[Any]:
+    """jaclang's JacNode.edges_to_nodes over a RequestMemory, without per-stub hook calls."""
     anchors = [nd.__jac__ for nd in origin]
     _prefetch(anchors, mem)
     ctx.note_traversal_reads(anchors)
@@ -164,32 +161,53 @@ def _drop_dead_edge(
         mem.quarantine_ref(nanch, edge)
 
 
-def execute_path(mem: Any, path: Any, slc: slice | None = None) -> list[Any] | None:
-    """jaclang's query planner, skipped over a RequestMemory.
+def _edges_to_nodes_over(
+    jaclang_edges_to_nodes: Callable[..., list[Any]],
+) -> Callable[..., list[Any]]:
+    def edges_to_nodes(origin: list[Any], destination: Any) -> list[Any]:
+        """jaclang's JacNode.edges_to_nodes, faster over a RequestMemory."""
+        ctx = Jac.get_context()
+        mem = ctx.mem
+        if type(mem) is not RequestMemory or not _only_default_impls():
+            return jaclang_edges_to_nodes(origin=origin, destination=destination)
+        return fast_edges_to_nodes(origin, destination, ctx, mem)
 
-    The planner only answers from jaclang's topology index, which jacscale keeps
-    off (jacscale_core.app); before saying so it analyses the filter lambdas'
-    bytecode on every `[-->(?:T)]`. None sends `refs` to the edge walk, as the
-    planner itself would.
-    """
-    if type(mem) is RequestMemory:
-        return None
-    return _jaclang_execute_path(mem, path, slc)
+    edges_to_nodes.jaclang_original = jaclang_edges_to_nodes  # type: ignore[attr-defined]
+    return edges_to_nodes
 
 
-_jaclang_edges_to_nodes: Callable[..., list[Any]] = JacRuntimeInterface.edges_to_nodes
-_jaclang_execute_path: Callable[..., list[Any] | None] = planner.execute_path
+def _execute_path_over(
+    jaclang_execute_path: Callable[..., list[Any] | None],
+) -> Callable[..., list[Any] | None]:
+    def execute_path(mem: Any, path: Any, slc: slice | None = None) -> list[Any] | None:
+        """jaclang's query planner, skipped over a RequestMemory.
+
+        The planner only answers from jaclang's topology index, which jacscale keeps
+        off (jacscale_core.app); before saying so it analyses the filter lambdas'
+        bytecode on every `[-->(?:T)]`. None sends `refs` to the edge walk, as the
+        planner itself would.
+        """
+        if type(mem) is RequestMemory:
+            return None
+        return jaclang_execute_path(mem, path, slc)
+
+    execute_path.jaclang_original = jaclang_execute_path  # type: ignore[attr-defined]
+    return execute_path
+
+
+def installed() -> bool:
+    """True when `[-->]` goes through this module's versions."""
+    return hasattr(JacRuntimeInterface.edges_to_nodes, "jaclang_original") and hasattr(
+        planner.execute_path, "jaclang_original"
+    )
 
 
 def install() -> bool:
     """Route `[-->]` through the fast versions (idempotent); False if already installed."""
-    global _installed, _jaclang_edges_to_nodes, _jaclang_execute_path
-    if _installed:
+    if installed():
         return False
-    _jaclang_edges_to_nodes = JacRuntimeInterface.edges_to_nodes
-    JacRuntimeInterface.edges_to_nodes = staticmethod(edges_to_nodes)  # type: ignore[assignment]
+    fast = _edges_to_nodes_over(JacRuntimeInterface.edges_to_nodes)
+    JacRuntimeInterface.edges_to_nodes = staticmethod(fast)  # type: ignore[assignment]
     # `refs` imports execute_path from the module on every call.
-    _jaclang_execute_path = planner.execute_path
-    planner.execute_path = execute_path
-    _installed = True
+    planner.execute_path = _execute_path_over(planner.execute_path)
     return True
