@@ -62,24 +62,11 @@ PAGE_CSP = (
     "worker-src 'self' blob:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 
-_assets: dict[str, Asset] = {}
-_asset_tag: list[str] = []
-
-
 def _load_asset(name: str) -> Asset:
     relative, media_type = ASSET_FILES[name]
     body = (STATIC_DIR / relative).read_bytes()
     digest = hashlib.sha256(body).hexdigest()[:20]
     return Asset(body, gzip.compress(body, 6, mtime=0), f'"{digest}"', media_type)
-
-
-async def asset(name: str) -> Asset:
-    """A packaged asset, read and compressed in a worker thread the first time."""
-    found = _assets.get(name)
-    if found is None:
-        found = await asyncio.to_thread(_load_asset, name)
-        _assets[name] = found
-    return found
 
 
 def _tag_of_files() -> str:
@@ -89,11 +76,26 @@ def _tag_of_files() -> str:
     return digest.hexdigest()[:12]
 
 
-async def asset_tag() -> str:
-    """A hash of every asset, put in their URLs so a long browser cache stays correct."""
-    if not _asset_tag:
-        _asset_tag.append(await asyncio.to_thread(_tag_of_files))
-    return _asset_tag[0]
+class PackagedAssets:
+    """One app's docs assets, each read and compressed in a worker thread the first time."""
+
+    def __init__(self) -> None:
+        self._loaded: dict[str, Asset] = {}
+        self._tag: str | None = None
+
+    async def get(self, name: str) -> Asset:
+        """The packaged asset `name` (a key of ASSET_FILES)."""
+        found = self._loaded.get(name)
+        if found is None:
+            found = await asyncio.to_thread(_load_asset, name)
+            self._loaded[name] = found
+        return found
+
+    async def tag(self) -> str:
+        """A hash of every asset, put in their URLs so a long browser cache stays correct."""
+        if self._tag is None:
+            self._tag = await asyncio.to_thread(_tag_of_files)
+        return self._tag
 
 
 SWAGGER_PAGE = """<!doctype html>
@@ -144,6 +146,7 @@ def jacscale_routes(app: AppContext) -> list[Any]:
     """/openapi.json, /docs, /redoc and their assets; none of them when docs are disabled."""
     if not app.settings.api.docs_enabled:
         return []
+    assets = PackagedAssets()
 
     async def openapi_json(request: Request) -> Response:
         body, etag = openapi_bytes(app, str(request.scope.get("root_path", "")))
@@ -154,7 +157,7 @@ def jacscale_routes(app: AppContext) -> list[Any]:
 
     async def page(template: str) -> Response:
         title = html.escape(api_info(app)["title"])
-        body = template.format(title=title, tag=await asset_tag())
+        body = template.format(title=title, tag=await assets.tag())
         return Response(body, headers=_PAGE_HEADERS, media_type="text/html; charset=utf-8")
 
     async def swagger(request: Request) -> Response:
@@ -167,7 +170,7 @@ def jacscale_routes(app: AppContext) -> list[Any]:
         name = request.path_params["name"]
         if name not in ASSET_FILES:
             raise not_found(f"No docs asset {name}")
-        found = await asset(name)
+        found = await assets.get(name)
         gz = "gzip" in request.headers.get("accept-encoding", "").lower()
         etag = found.etag[:-1] + '-gz"' if gz else found.etag
         headers = {
