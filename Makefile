@@ -7,6 +7,8 @@ PLUGINS := $(sort $(dir $(wildcard plugins/*/pyproject.toml)))
 STAMP := $(VENV)/.installed
 APP ?= examples/todo/app.jac
 PORT ?= 8000
+# Most tests wait on servers they start, so two processes per core keep the CPUs busy.
+TEST_PROCESSES ?= $(shell n=$$(nproc); [ $$n -gt 4 ] && n=4; echo $$((n * 2)))
 
 .PHONY: run test lint bench bench-quick clean venv
 
@@ -24,9 +26,10 @@ run: $(STAMP)
 	$(VENV)/bin/jacscale serve $(APP) --port $(PORT)
 
 ## Run the whole test suite (starts its own redis-server, test servers for Mongo/Kubernetes)
+## in TEST_PROCESSES pytest processes, one test file per process at a time.
 test: $(STAMP)
 	./scripts/ensure-test-tools.sh
-	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q -n $(TEST_PROCESSES) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src plugins tests benchmarks
