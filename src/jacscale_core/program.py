@@ -400,7 +400,9 @@ def load_program(app_path: str | Path) -> Program:
         raise ProgramLoadError(_diagnostics(Jac, path, exc)) from exc
     if module is None:
         raise ProgramLoadError(_diagnostics(Jac, path, None))
-    compiled = Jac.get_program().compile(str(path))
+    # The unitree is all `describe` reads: no code generation, so the JavaScript and
+    # native (llvmlite, ~65 MB resident) back ends are never loaded to serve.
+    compiled = Jac.get_program().compile(str(path), no_cgen=True)
     return describe(module, compiled, path)
 
 
