@@ -83,8 +83,10 @@ def serve(app_path: str, *, server: str | None = None, **options: Any) -> int:
         print(f"error: configuration: {exc}", file=sys.stderr)
         return 2
     # Compile in a child first so no serving process loads the compiler's back ends.
+    from jacscale_core.malloc_arenas import limit_malloc_arenas
     from jacscale_core.precompile import precompile
 
+    limit_malloc_arenas()  # before any thread starts
     precompile(app_path)
     if name == "hypercorn":
         from jacscale_core import server as hypercorn_server
