@@ -47,6 +47,8 @@ def test_unknown_keys_and_sections_are_reported(tmp_path: Path) -> None:
         ("[plugins.scale.server]\nport = 'eighty'\n", {}, "port"),
         ("", {"JACSCALE_WORKERS": "many"}, "workers"),
         ("[plugins.scale.server]\nworkers = 0\n", {}, "workers"),
+        ("[plugins.scale.server]\nrecord_cache_size = 0\n", {}, "record_cache_size"),
+        ("", {"JACSCALE_RECORD_CACHE_SIZE": "lots"}, "record_cache_size"),
         ("[plugins.scale.api\n", {}, "jac.toml"),
     ],
 )
@@ -75,6 +77,23 @@ def test_body_limit_is_configurable(tmp_path: Path) -> None:
                    headers={"content-type": "application/json"})  # fmt: skip
         assert r.status_code == 413 and r.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
         assert c.post("/walker/ping", json={}).status_code == 200
+
+
+def test_record_cache_size_bounds_the_worker_cache(tmp_path: Path) -> None:
+    app = app_in(tmp_path, "[plugins.scale.server]\nrecord_cache_size = 50\n")
+    assert load_settings(app, env={}).server.record_cache_size == 50
+    env = {"JACSCALE_RECORD_CACHE_SIZE": "3"}
+    assert load_settings(app, env=env).server.record_cache_size == 3
+    with TestApp(app, tmp_path / "data", env=env) as c:
+        creds = {"email": "cache@example.com", "password": "cache-Password-123"}
+        assert c.post("/user/register", json=creds).status_code in (200, 201)
+        token = c.post("/user/login", json=creds).json()["data"]["token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        assert c.post("/walker/bulk_add", json={"count": 10}, headers=auth).status_code == 200
+        listed = c.post("/walker/list_todos", json={}, headers=auth).json()["data"]["reports"][0]
+        cache = c.app.state.jacscale.executor.tier.cache  # type: ignore[attr-defined]
+        assert (cache.capacity, len(listed)) == (3, 10)  # a root and 20 anchors read through it
+        assert len(cache) <= 3
 
 
 def test_docs_can_be_switched_off_and_cors_reflects_only_listed_origins(tmp_path: Path) -> None:

@@ -94,7 +94,7 @@ def build_context(
         raise RuntimeError("no plugin provides a graph store (is the built-in SQLite store disabled?)")
     app.store = store
     cache = pm.hook.jacscale_cache_tier(app=app)
-    tier = SharedTier(store, cache)
+    tier = SharedTier(store, cache, record_cache_size=settings.server.record_cache_size)
     tier.schema = Schema(settings.section("plugins.scale.schema"), (app.program.module,))
     app.executor = Executor(
         tier,

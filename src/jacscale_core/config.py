@@ -48,6 +48,7 @@ class ServerConfig(msgspec.Struct, kw_only=True):
     data_dir: str | None = None
     log_format: str = "human"
     thread_pool_size: int = 16
+    record_cache_size: int = 200_000  # committed records kept per worker (~1.2 KB each)
     production: bool = False
     shutdown_timeout_seconds: float = 10.0
     shutdown_drain_seconds: float = 3.0
@@ -126,6 +127,7 @@ ENV_SERVER = {
     "JAC_DATA_PATH": "data_dir",
     "JACSCALE_LOG_FORMAT": "log_format",
     "JACSCALE_THREAD_POOL_SIZE": "thread_pool_size",
+    "JACSCALE_RECORD_CACHE_SIZE": "record_cache_size",
     "JACSCALE_SHUTDOWN_DRAIN_SECONDS": "shutdown_drain_seconds",
     "JACSCALE_SERVER": "server",
 }
@@ -316,6 +318,8 @@ def load_settings(
     sections["plugins.scale.api"] = api
     if server.workers < 1:
         raise ConfigError("workers must be at least 1")
+    if server.record_cache_size < 1:
+        raise ConfigError("[plugins.scale.server] record_cache_size must be at least 1")
     if api.max_body_bytes < 1:
         raise ConfigError("[plugins.scale.api] max_body_bytes must be positive")
     for key in ("stream_idle_seconds", "stream_total_seconds"):

@@ -90,10 +90,12 @@ class RecordCache:
 class SharedTier:
     """Committed records for one worker process: cache (L1), optional L2, store (L3)."""
 
-    def __init__(self, store: GraphStore, l2: CacheTier | None = None) -> None:
+    def __init__(
+        self, store: GraphStore, l2: CacheTier | None = None, record_cache_size: int = 200_000
+    ) -> None:
         self.store = store
         self.l2 = l2
-        self.cache = RecordCache()
+        self.cache = RecordCache(record_cache_size)
         self.schema = Schema()  # the app replaces it with one that knows the program
         self._refresh_lock = threading.Lock()
         # Ids other processes just wrote: read them from the store, not from L2, for
