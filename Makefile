@@ -7,8 +7,9 @@ PLUGINS := $(sort $(dir $(wildcard plugins/*/pyproject.toml)))
 STAMP := $(VENV)/.installed
 APP ?= examples/todo/app.jac
 PORT ?= 8000
-# Most tests wait on servers they start, so two processes per core keep the CPUs busy.
-TEST_PROCESSES ?= $(shell n=$$(nproc); [ $$n -gt 4 ] && n=4; echo $$((n * 2)))
+# One pytest process per core (at most 4): more makes the servers the tests start
+# wait on each other for CPU.
+TEST_PROCESSES ?= $(shell n=$$(nproc); [ $$n -gt 4 ] && n=4; echo $$n)
 
 .PHONY: run test lint bench bench-quick clean venv
 
