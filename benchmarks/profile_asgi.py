@@ -5,7 +5,7 @@ trivial `:pub` walker (POST /walker/ping) and reports process CPU microseconds
 per request (all threads, so the worker thread's share counts) for nested
 stages, each measured alone:
 
-- `core`: the executor's own work on the calling thread (`_run_sync`);
+- `core`: the executor's own work on the calling thread (`_attempt_sync`);
 - `+ thread hop`: `Executor.run`, which runs the walker on a worker thread;
 - `+ handler`: the route's handler (auth, input, envelope, response object);
 - `full app`: the whole ASGI app: middlewares, routing, the handler, the response.
@@ -110,7 +110,7 @@ async def run(n: int) -> list[tuple[str, float]]:
             statuses.append(message["status"])
 
     async def core() -> None:
-        ex._run_sync(endpoint, {}, root, None, False, Interruptible())
+        ex._attempt_sync(endpoint, {}, root, None, False, Interruptible())
 
     async def hop() -> None:
         await ex.run(endpoint, {}, guest)

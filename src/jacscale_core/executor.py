@@ -16,9 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import random
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -100,10 +99,9 @@ class Executor:
             base_path_dir=None,
             full_target_path=None,
         )
-        self._hot_locks: dict[UUID, threading.Lock] = {}
-        self._hot_async_locks: dict[UUID, asyncio.Lock] = {}
+        # Kept on the event loop only (the replay loop runs there, sync walkers too).
+        self._hot_locks: dict[UUID, asyncio.Lock] = {}
         self._hot_until: dict[UUID, float] = {}
-        self._hot_guard = threading.Lock()
 
     # -- set-up ---------------------------------------------------------------
     def ensure_roots(self) -> list[UUID]:
@@ -169,31 +167,48 @@ class Executor:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout if timeout > 0 else None
         if endpoint.is_async:
+
+            def attempt_async() -> Awaitable[RunResult]:
+                # A task of its own, so the jaclang context vars never leak.
+                return asyncio.ensure_future(
+                    self._attempt_async(endpoint, args, root_id, node_id, stream, deadline)
+                )
+
             try:
-                return await self._run_async(endpoint, args, root_id, node_id, stream, deadline)
+                return await self._replay(endpoint, root_id, attempt_async)
             except TimeoutError:
                 if deadline is None or loop.time() < deadline:
                     raise  # the walker's own TimeoutError, not our deadline
                 raise timeout_error(endpoint.name, timeout) from None
-        job = Interruptible()
-        future = self.pool.submit(self._run_sync, endpoint, args, root_id, node_id, stream, job)
+        job = Interruptible()  # one per request: a deadline stops whichever attempt runs
+
+        def attempt_sync() -> Awaitable[RunResult]:
+            return self.pool.submit(
+                self._attempt_sync, endpoint, args, root_id, node_id, stream, job
+            )
+
+        work = asyncio.ensure_future(self._replay(endpoint, root_id, attempt_sync))
         timer = None
+        timed_out = False
 
         def on_deadline() -> None:
-            nonlocal timer
-            if future.done():
+            nonlocal timer, timed_out
+            if work.done():
                 return
             if job.interrupt(WalkerTimedOut):
                 # Answered now; the thread stops on its own and its outcome is dropped.
-                future.set_exception(timeout_error(endpoint.name, timeout))
+                timed_out = True
+                work.cancel()
             else:  # committing: a commit is never cut short, look again soon
                 timer = loop.call_later(COMMIT_POLL_SECONDS, on_deadline)
 
         if timeout > 0:
             timer = loop.call_later(timeout, on_deadline)
         try:
-            return await future
+            return await work
         except asyncio.CancelledError:
+            if timed_out and work.cancelled():
+                raise timeout_error(endpoint.name, timeout) from None
             job.interrupt(WalkerCancelled)  # False: it is committing, and may
             raise
         finally:
@@ -223,16 +238,8 @@ class Executor:
         """A fresh jaclang context on `root_id`, current for the duration of the block."""
         self.tier.refresh()
         ctx, mem = self._new_context(root_id)
-        token = Jac.push_request_context(ctx)
-        isolate_request_walk_stack()
-        call_token = ctx.call_state.set(CallState())
-        try:
+        with _current(ctx, mem):
             yield ctx, mem
-        finally:
-            if not mem.streaming:
-                mem.abort()
-            ctx.call_state.reset(call_token)
-            Jac.reset_request_context(token)
 
     def _new_context(self, root_id: UUID) -> tuple[ExecutionContext, RequestMemory]:
         mem = RequestMemory(self.tier)
@@ -289,67 +296,32 @@ class Executor:
                         value = _with_items(endpoint, value, streaming.collect_sync(parts))
                 if parts is not None and stream:
                     return self._hand_over(endpoint, value, parts, ctx, mem)
-            except PermissionError as exc:
-                raise ApiError("FORBIDDEN", str(exc)) from exc
-            try:
                 mem.flush(ctx.read_versions)
             except PermissionError as exc:
                 raise ApiError("FORBIDDEN", str(exc)) from exc
             return _result(endpoint, value, ctx)
 
-    def _run_sync(
+    async def _replay(
         self,
         endpoint: Endpoint,
-        args: dict[str, Any],
         root_id: UUID,
-        node_id: UUID | None,
-        stream: bool,
-        job: Interruptible,
+        attempt: Callable[[], Awaitable[RunResult]],
     ) -> RunResult:
-        lock: threading.Lock | None = None
-        try:
-            for attempt in range(self.max_replays + 1):
-                if lock is None and self._is_hot(root_id):
-                    lock = self._hot_lock(root_id)
-                    lock.acquire()
-                try:
-                    result = self._attempt_sync(endpoint, args, root_id, node_id, stream, job)
-                    result.replays = attempt
-                    return result
-                except WriteConflict:
-                    self._mark_hot(root_id)
-                    time.sleep(_backoff(attempt))
-            raise _too_many_conflicts(endpoint)
-        finally:
-            if lock is not None:
-                lock.release()
-
-    async def _run_async(
-        self,
-        endpoint: Endpoint,
-        args: dict[str, Any],
-        root_id: UUID,
-        node_id: UUID | None,
-        stream: bool,
-        deadline: float | None,
-    ) -> RunResult:
+        """Await `attempt()` until it commits without a write conflict (at most
+        `max_replays` replays, then 409); a hot root's requests take turns."""
         lock: asyncio.Lock | None = None
         try:
-            for attempt in range(self.max_replays + 1):
+            for replays in range(self.max_replays + 1):
                 if lock is None and self._is_hot(root_id):
-                    lock = self._hot_async_lock(root_id)
+                    lock = self._hot_lock(root_id)
                     await lock.acquire()
                 try:
-                    # A task of its own, so the jaclang context vars never leak.
-                    task = asyncio.ensure_future(
-                        self._attempt_async(endpoint, args, root_id, node_id, stream, deadline)
-                    )
-                    result = await task
-                    result.replays = attempt
+                    result = await attempt()
+                    result.replays = replays
                     return result
                 except WriteConflict:
                     self._mark_hot(root_id)
-                    await asyncio.sleep(_backoff(attempt))
+                    await asyncio.sleep(_backoff(replays))
             raise _too_many_conflicts(endpoint)
         finally:
             if lock is not None:
@@ -366,10 +338,7 @@ class Executor:
     ) -> RunResult:
         await self._in_thread(self.tier.refresh)
         ctx, mem = await self._in_thread(self._new_context, root_id)
-        token = Jac.push_request_context(ctx)
-        isolate_request_walk_stack()
-        call_token = ctx.call_state.set(CallState())
-        try:
+        with _current(ctx, mem):
             entry = self._entry(mem, node_id, ctx.user_root)
             try:
                 async with asyncio.timeout_at(deadline):  # the walk only: a commit finishes
@@ -392,11 +361,6 @@ class Executor:
             except PermissionError as exc:
                 raise ApiError("FORBIDDEN", str(exc)) from exc
             return _result(endpoint, value, ctx)
-        finally:
-            if not mem.streaming:
-                mem.abort()
-            ctx.call_state.reset(call_token)
-            Jac.reset_request_context(token)
 
     def _hand_over(
         self,
@@ -421,21 +385,30 @@ class Executor:
         return until is not None and until > time.monotonic()
 
     def _mark_hot(self, root_id: UUID) -> None:
-        with self._hot_guard:
-            if len(self._hot_until) > 10_000:
-                self._hot_until.clear()
-            self._hot_until[root_id] = time.monotonic() + HOT_SECONDS
+        if len(self._hot_until) > 10_000:
+            self._hot_until.clear()
+        self._hot_until[root_id] = time.monotonic() + HOT_SECONDS
 
-    def _hot_lock(self, anchor_id: UUID) -> threading.Lock:
-        with self._hot_guard:
-            if len(self._hot_locks) > 10_000:
-                self._hot_locks.clear()
-            return self._hot_locks.setdefault(anchor_id, threading.Lock())
+    def _hot_lock(self, root_id: UUID) -> asyncio.Lock:
+        if len(self._hot_locks) > 10_000:
+            self._hot_locks.clear()
+        return self._hot_locks.setdefault(root_id, asyncio.Lock())
 
-    def _hot_async_lock(self, anchor_id: UUID) -> asyncio.Lock:
-        if len(self._hot_async_locks) > 10_000:
-            self._hot_async_locks.clear()
-        return self._hot_async_locks.setdefault(anchor_id, asyncio.Lock())
+
+@contextmanager
+def _current(ctx: ExecutionContext, mem: RequestMemory) -> Iterator[None]:
+    """Make `ctx` jaclang's request context for the block; then drop the request's
+    uncommitted writes (unless a stream took them over) and restore the previous one."""
+    token = Jac.push_request_context(ctx)
+    isolate_request_walk_stack()
+    call_token = ctx.call_state.set(CallState())
+    try:
+        yield
+    finally:
+        if not mem.streaming:
+            mem.abort()
+        ctx.call_state.reset(call_token)
+        Jac.reset_request_context(token)
 
 
 def _with_items(endpoint: Endpoint, value: Any, items: list[Any]) -> Any:
