@@ -49,7 +49,7 @@ from jacscale_core.memory import (
 from jacscale_core.principal import Principal
 from jacscale_core.program import Endpoint
 from jacscale_core.store import RecordWrite, WriteConflict
-from jacscale_core.workers import WorkerPool
+from jacscale_core.walker_threads import WalkerThreads
 
 T = TypeVar("T")
 # After a write conflict, a root's requests in this process run one at a time for
@@ -87,7 +87,7 @@ class Executor:
         self.tier = tier
         self.max_replays = max_replays
         self.timeout = timeout  # seconds a walker may run (0: no deadline); @restspec(timeout=) wins
-        self.pool = WorkerPool(pool_size, name="jacscale-walker")
+        self.pool = WalkerThreads(pool_size, name="jacscale-walker")
         self.guest_principal = Principal(user_id="guest", root_id=GUEST_ROOT_ID.hex, kind="guest")
         # ExecutionContext(_parent=...) is jaclang's cheap per-request fork; we give
         # it a stand-in parent and then install our own memory and roots.

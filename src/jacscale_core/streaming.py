@@ -37,7 +37,7 @@ from jacscale_core import codec
 from jacscale_core.current import current_app
 from jacscale_core.memory import RequestMemory, release_walker
 from jacscale_core.store import WriteConflict
-from jacscale_core.workers import WorkerPool
+from jacscale_core.walker_threads import WalkerThreads
 
 log = logging.getLogger("jacscale.stream")
 
@@ -96,7 +96,7 @@ def collect_sync(parts: list[Any]) -> list[Any]:
     return out
 
 
-async def collect_async(parts: list[Any], pool: WorkerPool) -> list[Any]:
+async def collect_async(parts: list[Any], pool: WalkerThreads) -> list[Any]:
     """The parts with each generator drained (sync ones on the thread pool)."""
     out: list[Any] = []
     for part in parts:
@@ -154,7 +154,7 @@ class Stream:
         context: contextvars.Context,
         ctx: ExecutionContext,
         mem: RequestMemory,
-        pool: WorkerPool,
+        pool: WalkerThreads,
         walker: Any = None,
     ) -> None:
         """Take over a finished run's graph; `context` has its request context pushed."""

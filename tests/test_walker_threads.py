@@ -9,13 +9,13 @@ import time
 
 import pytest
 
-from jacscale_core.workers import WorkerPool
+from jacscale_core.walker_threads import WalkerThreads
 
 who: contextvars.ContextVar[str] = contextvars.ContextVar("who", default="nobody")
 
 
 def test_results_exceptions_and_context_travel() -> None:
-    pool = WorkerPool(2)
+    pool = WalkerThreads(2)
 
     def boom() -> None:
         raise ValueError("from the worker")
@@ -33,7 +33,7 @@ def test_results_exceptions_and_context_travel() -> None:
 
 
 def test_at_most_size_jobs_run_at_once() -> None:
-    pool = WorkerPool(3)
+    pool = WalkerThreads(3)
     running = 0
     peak = 0
     lock = threading.Lock()

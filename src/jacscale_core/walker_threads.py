@@ -1,4 +1,5 @@
-"""The bounded thread pool that runs sync walkers and other blocking work.
+"""The walker threads: the bounded thread pool that runs sync walkers and other
+blocking work of a process (not to be confused with `--workers`, which are processes).
 
 Like `loop.run_in_executor` with a ThreadPoolExecutor, with less per-call
 machinery: a job is a tuple on a queue, and the worker completes the awaiting
@@ -30,10 +31,10 @@ def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
         future.set_exception(value)
 
 
-class WorkerPool:
+class WalkerThreads:
     """`size` daemon threads running submitted calls in their caller's context."""
 
-    def __init__(self, size: int, name: str = "jacscale-worker") -> None:
+    def __init__(self, size: int, name: str = "jacscale-walker") -> None:
         if size < 1:
             raise ValueError("a worker pool needs at least one thread")
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
