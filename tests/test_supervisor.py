@@ -12,7 +12,9 @@ import httpx
 import pytest
 from hypercorn.config import Config
 
-from jacscale_core import shutdown
+from jacscale_core.asgi import WorkerSpec
+from jacscale_core.server import worker
+from jacscale_core.supervisor import run_workers
 from jacscale_core.testing import free_port
 from tests.test_shutdown import _start
 
@@ -95,13 +97,15 @@ def test_a_killed_worker_is_replaced_and_the_others_keep_serving(tmp_path: Path)
     assert f"worker {replacement} started to replace an exited one" in log
 
 
-def test_workers_that_keep_dying_at_start_up_stop_the_server(caplog: pytest.LogCaptureFixture) -> None:
+def test_workers_that_keep_dying_at_start_up_stop_the_server(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     config = Config()
     config.bind = [f"127.0.0.1:{free_port()}"]
     config.workers = 2
-    config.application_path = "tests.no_such_module:app"  # every worker fails to load it
+    spec = WorkerSpec(str(tmp_path / "no_such_app.jac"))  # every worker fails to load it
     started = time.monotonic()
-    code = shutdown.run_workers(config, startup_seconds=30, max_startup_failures=3)
+    code = run_workers(config, spec, target=worker, startup_seconds=30, max_startup_failures=3)
     assert code != 0
     assert time.monotonic() - started < 120
     assert "start-up failures in a row: stopping the server" in caplog.text

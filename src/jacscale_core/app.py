@@ -60,6 +60,23 @@ def plugin_sections(pm: Any) -> dict[str, type]:
     return sections
 
 
+def _topology_index_off() -> None:
+    """Keep jaclang's topology index off: jacscale does not store it, and an index
+    built inside one request would answer for the whole graph.
+
+    The one write to the environment in jacscale, and why: jaclang 0.16.7 decides
+    at every graph change from JAC_TOPOLOGY_INDEX, else from jac.toml's
+    `[run] topology_index`, which defaults to on whenever a jac.toml exists. The
+    variable is its only switch that wins over both.
+    """
+    if os.environ.get("JAC_TOPOLOGY_INDEX", "0").lower() in ("1", "true", "yes", "on"):
+        log.warning(
+            "JAC_TOPOLOGY_INDEX is ignored: jacscale does not store jaclang's topology "
+            "index, so traversals always walk the stored edges"
+        )
+    os.environ["JAC_TOPOLOGY_INDEX"] = "0"
+
+
 def build_context(
     app_path: str | os.PathLike[str],
     *,
@@ -70,13 +87,7 @@ def build_context(
 ) -> AppContext:
     """Resolve settings, load the program and open the store for this process."""
     env = os.environ if env is None else env
-    if os.environ.get("JAC_TOPOLOGY_INDEX", "0").lower() in ("1", "true", "yes", "on"):
-        log.warning(
-            "JAC_TOPOLOGY_INDEX is ignored: jacscale does not store jaclang's topology "
-            "index, so traversals always walk the stored edges"
-        )
-    # Off, always: an index built inside one request would answer for the whole graph.
-    os.environ["JAC_TOPOLOGY_INDEX"] = "0"
+    _topology_index_off()
     from jaclang.jac0core.runtime import JacRuntime
 
     JacRuntime.strict_permissions = env.get("JAC_STRICT_PERMISSIONS", "").lower() in ("1", "true")

@@ -9,32 +9,40 @@ batched logs, body limits, request ids) plus, here, the same process model:
   is one clear line), the banner is printed, and SIGTERM/SIGINT turn readiness
   false, close WebSockets with 1001 and drain before the server stops;
 - `--workers N`: hypercorn and uvicorn workers under our supervisor
-  (`shutdown.run_workers`: a dead worker is replaced, SIGTERM drains every
+  (`supervisor.run_workers`: a dead worker is replaced, SIGTERM drains every
   worker); granian under its own (it respawns failed workers, no drain); each
-  worker builds the app from `jacscale_core.asgi`;
-- `--reload`: the server's own file watcher.
+  worker builds the app from the `asgi.WorkerSpec` it is handed (an argument,
+  not the environment);
+- `--reload`: hypercorn's workers under our supervisor, which restarts them on
+  a change; uvicorn's and granian's own file watchers.
 
-hypercorn is served by `jacscale_core.server`; uvicorn and granian here.
+The app from the command line, its start-up check and the exit codes (1, 2)
+are here, once, for every server; hypercorn specifics are in
+`jacscale_core.server`, uvicorn's and granian's below.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib.util
-import json
 import os
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jacscale_core.app import create_app, startup
+from jacscale_core.app import create_app, shutdown, startup
 from jacscale_core.config import ConfigError, find_toml, read_toml
 from jacscale_core.context import AppContext
 from jacscale_core.program import ProgramLoadError
-from jacscale_core.shutdown import POLL_SECONDS, begin_shutdown, drain_seconds, run_workers
+from jacscale_core.shutdown import POLL_SECONDS, begin_shutdown, drain_seconds
 from jacscale_core.store import StoreUnavailable
+from jacscale_core.supervisor import run_workers
+
+if TYPE_CHECKING:
+    from jacscale_core.asgi import WorkerSpec
 
 SERVERS = ("hypercorn", "uvicorn", "granian")
 # hypercorn until the whole suite passes under uvicorn (the faster one here, see
@@ -71,34 +79,10 @@ def resolve_server(app_path: str, chosen: str | None, env: Mapping[str, str] | N
     return name
 
 
-def serve(app_path: str, *, server: str | None = None, **options: Any) -> int:
-    """Serve a Jac program with the chosen server; return the process exit code.
-
-    `options` are `jacscale_core.server.serve`'s (host, port, workers, reload,
-    data_dir, production, log_format).
-    """
-    try:
-        name = resolve_server(app_path, server)
-    except ConfigError as exc:
-        print(f"error: configuration: {exc}", file=sys.stderr)
-        return 2
-    # Compile in a child first so no serving process loads the compiler's back ends.
-    from jacscale_core.malloc_arenas import limit_malloc_arenas
-    from jacscale_core.precompile import precompile
-
-    limit_malloc_arenas()  # before any thread starts
-    precompile(app_path)
-    if name == "hypercorn":
-        from jacscale_core import server as hypercorn_server
-
-        return hypercorn_server.serve(app_path, **options)
-    return _serve_other(app_path, name, **options)
-
-
-def _serve_other(
+def serve(
     app_path: str,
-    name: str,
     *,
+    server: str | None = None,
     host: str | None = None,
     port: int | None = None,
     workers: int | None = None,
@@ -107,7 +91,14 @@ def _serve_other(
     production: bool | None = None,
     log_format: str | None = None,
 ) -> int:
-    from jacscale_core.server import SPEC_ENV, _preflight, banner, configure_logging
+    """Serve a Jac program with the chosen server until stopped; return the process exit code.
+
+    Exit code 2: a configuration error; 1: the program does not load or the
+    store cannot be opened; each said in one line on stderr.
+    """
+    from jacscale_core import server as hypercorn_server
+    from jacscale_core.asgi import WorkerSpec
+    from jacscale_core.server import banner, configure_logging, loop_factory
 
     cli: dict[str, Any] = {
         "host": host,
@@ -118,33 +109,74 @@ def _serve_other(
         "log_format": log_format,
     }
     cli = {k: v for k, v in cli.items() if v is not None}
+    try:
+        name = resolve_server(app_path, server)
+    except ConfigError as exc:
+        return _refused(exc)
+    # Compile in a child first so no serving process loads the compiler's back ends.
+    from jacscale_core.malloc_arenas import limit_malloc_arenas
+    from jacscale_core.precompile import precompile
+
+    limit_malloc_arenas()  # before any thread starts
+    precompile(app_path)
     configure_logging(log_format or os.environ.get("JACSCALE_LOG_FORMAT", "human"))
     try:
         starlette = create_app(app_path, cli=cli)
-    except ProgramLoadError as exc:
-        print(f"error: cannot load {app_path}:\n{exc}", file=sys.stderr)
-        return 1
-    except ConfigError as exc:
-        print(f"error: configuration: {exc}", file=sys.stderr)
-        return 2
+    except (ProgramLoadError, ConfigError) as exc:
+        return _refused(exc, app_path)
     ctx: AppContext = starlette.state.jacscale
-    if name == "uvicorn" and ctx.settings.server.workers == 1 and not reload:
-        return _uvicorn_single(starlette, ctx)
-    # Workers (or a reloader, or granian's worker) build their own app: check
-    # start-up once here, release it, then hand over to the server's supervisor.
+    if name != "granian" and ctx.settings.server.workers == 1 and not reload:
+
+        async def run_here() -> int:
+            # Start-up first, in the serving loop, so a configuration error is one
+            # clear line (the lifespan's own start-up then finds it done).
+            try:
+                await startup(ctx)
+            except STARTUP_ERRORS as exc:
+                return _refused(exc)
+            print(banner(ctx, len(starlette.routes)), flush=True)
+            if name == "uvicorn":
+                return await _uvicorn_here(starlette, ctx)
+            return await hypercorn_server.serve_here(starlette, ctx)
+
+        return asyncio.run(run_here(), loop_factory=loop_factory())
+    # Workers (or a reloader, or granian's workers) build their own app: check
+    # start-up once here, release it, then hand over to the supervisor.
     try:
         asyncio.run(_preflight(ctx))
-    except ConfigError as exc:
+    except STARTUP_ERRORS as exc:
+        return _refused(exc)
+    print(banner(ctx, len(starlette.routes)), flush=True)
+    spec = WorkerSpec(str(ctx.settings.app_path), cli, reload)
+    if name == "hypercorn":
+        return hypercorn_server.serve_workers(ctx, spec)
+    if name == "uvicorn":
+        return _uvicorn_supervised(ctx, spec)
+    return _granian(ctx, spec)
+
+
+# What start-up may raise that is the operator's to fix (not a bug): one line each.
+STARTUP_ERRORS = (ConfigError, StoreUnavailable, RuntimeError)
+
+
+def _refused(exc: Exception, app_path: str = "") -> int:
+    """Say on stderr why the server cannot start; the exit code (2: configuration)."""
+    if isinstance(exc, ConfigError):
         print(f"error: configuration: {exc}", file=sys.stderr)
         return 2
-    except (StoreUnavailable, RuntimeError) as exc:
+    if isinstance(exc, ProgramLoadError):
+        print(f"error: cannot load {app_path}:\n{exc}", file=sys.stderr)
+    else:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(banner(ctx, len(starlette.routes)), flush=True)
-    os.environ[SPEC_ENV] = json.dumps({"app_path": str(ctx.settings.app_path), "cli": cli})
-    if name == "uvicorn":
-        return _uvicorn_supervised(ctx, reload)
-    return _granian(ctx, reload)
+    return 1
+
+
+async def _preflight(ctx: AppContext) -> None:
+    """Run start-up and shutdown once (configuration errors surface here), releasing everything."""
+    try:
+        await startup(ctx)
+    finally:
+        await shutdown(ctx)
 
 
 # --------------------------------------------------------------------------
@@ -243,66 +275,53 @@ def _make_uvicorn_server(config: Any, ctx: AppContext, shutdown_event: Any = Non
     return DrainingServer(config)
 
 
-def _uvicorn_single(starlette: Any, ctx: AppContext) -> int:
-    """Serve in this process: start-up in the serving loop first, then uvicorn."""
-    from jacscale_core.server import banner, loop_factory
-
+async def _uvicorn_here(starlette: Any, ctx: AppContext) -> int:
+    """Serve in this process (its start-up done) with uvicorn."""
     server = _make_uvicorn_server(uvicorn_config(ctx, starlette), ctx)
-
-    async def run_here() -> int:
-        try:
-            await startup(ctx)
-        except ConfigError as exc:
-            print(f"error: configuration: {exc}", file=sys.stderr)
-            return 2
-        except (StoreUnavailable, RuntimeError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        print(banner(ctx, len(starlette.routes)), flush=True)
-        await server.serve()
-        return 0 if server.started else 1
-
-    return asyncio.run(run_here(), loop_factory=loop_factory())
+    await server.serve()
+    return 0 if server.started else 1
 
 
-def _uvicorn_supervised(ctx: AppContext, reload: bool) -> int:
+def _uvicorn_supervised(ctx: AppContext, spec: WorkerSpec) -> int:
     """`--workers N`: our supervisor over uvicorn workers; `--reload`: uvicorn's watcher."""
     from jacscale_core.server import hypercorn_config
 
-    if not reload:
+    if not spec.reload:
         config = hypercorn_config(ctx, reload=False)  # the bind and the graceful timeout
-        return run_workers(config, target=uvicorn_worker)
+        return run_workers(config, spec, target=uvicorn_worker)
     from uvicorn.supervisors import ChangeReload
 
     uconfig = uvicorn_config(ctx, "jacscale_core.asgi:app", reload=True)
     sock = uconfig.bind_socket()
     try:
-        ChangeReload(uconfig, target=_uvicorn_reloaded_worker, sockets=[sock]).run()
+        target = functools.partial(_uvicorn_reloaded_worker, spec)
+        ChangeReload(uconfig, target=target, sockets=[sock]).run()
     finally:
         sock.close()
     return 0
 
 
-def uvicorn_worker(config: Any, sockets: Any, shutdown_event: Any) -> None:
-    """One uvicorn worker process under `shutdown.run_workers`: build the app, serve, drain first."""
+def uvicorn_worker(config: Any, sockets: Any, shutdown_event: Any, spec: WorkerSpec) -> None:
+    """One uvicorn worker process under `supervisor.run_workers`: build the app, serve, drain first."""
     import signal
 
     # Ctrl-C reaches the whole process group; the supervisor decides for everyone.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _serve_worker(list(sockets.insecure_sockets), shutdown_event)
+    _serve_worker(spec, list(sockets.insecure_sockets), shutdown_event)
 
 
-def _uvicorn_reloaded_worker(sockets: list[Any] | None) -> None:
+def _uvicorn_reloaded_worker(spec: WorkerSpec, sockets: list[Any] | None) -> None:
     """The process uvicorn's reloader restarts on changes (signals handled here)."""
-    _serve_worker(sockets or [], None)
+    _serve_worker(spec, sockets or [], None)
 
 
-def _serve_worker(sockets: list[Any], shutdown_event: Any) -> None:
+def _serve_worker(spec: WorkerSpec, sockets: list[Any], shutdown_event: Any) -> None:
     from jacscale_core import asgi
     from jacscale_core.server import loop_factory
 
-    ctx: AppContext = asgi.app.state.jacscale
-    server = _make_uvicorn_server(uvicorn_config(ctx, asgi.app), ctx, shutdown_event)
+    app = asgi.build(spec)
+    ctx: AppContext = app.state.jacscale
+    server = _make_uvicorn_server(uvicorn_config(ctx, app), ctx, shutdown_event)
     asyncio.run(server.serve(sockets=sockets), loop_factory=loop_factory())
 
 
@@ -311,7 +330,7 @@ def _serve_worker(sockets: list[Any], shutdown_event: Any) -> None:
 # --------------------------------------------------------------------------
 
 
-def _granian(ctx: AppContext, reload: bool) -> int:
+def _granian(ctx: AppContext, spec: WorkerSpec) -> int:
     """Serve with granian (Rust HTTP/1.1 and WebSockets; its own supervisor and signals).
 
     What granian does not let us do: run our drain before it stops accepting
@@ -321,7 +340,9 @@ def _granian(ctx: AppContext, reload: bool) -> int:
     from granian import Granian
     from granian.constants import Interfaces, Loops
 
-    s = ctx.settings.server
+    from jacscale_core import asgi
+
+    s, reload = ctx.settings.server, spec.reload
     server = Granian(
         "jacscale_core.asgi:app",
         address=s.host,
@@ -335,5 +356,5 @@ def _granian(ctx: AppContext, reload: bool) -> int:
         workers_kill_timeout=int(s.shutdown_timeout_seconds) or None,
         respawn_failed_workers=True,
     )
-    server.serve()
+    server.serve(target_loader=functools.partial(asgi.load, spec))
     return 0

@@ -1,32 +1,31 @@
-"""Run the app under hypercorn: one process, N workers, or with reload.
+"""Serving under hypercorn (one process, N workers, or with reload), and what every
+server shares: the logging set-up, the start-up banner, the event loop.
 
-With one worker and no reload the app is served in this process. Otherwise
-hypercorn spawns workers that each build the app from `jacscale_core.asgi`
-(settings passed through the JACSCALE_SERVE_SPEC environment variable); every
-worker opens its own store connection and they share the data directory.
+With one worker and no reload the app is served in this process. Otherwise our
+supervisor (`jacscale_core.supervisor`) spawns workers that each build the app
+from the `WorkerSpec` they are given (`jacscale_core.asgi`); every worker opens
+its own store connection and they share the data directory.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
-import sys
-from typing import Any
+import signal
+from multiprocessing.synchronize import Event as EventType
+from typing import TYPE_CHECKING, Any
 
-from hypercorn.config import Config
+from hypercorn.config import Config, Sockets
 
-from jacscale_core.app import create_app, shutdown, startup
-from jacscale_core.config import ConfigError
 from jacscale_core.context import AppContext
 from jacscale_core.http_guards import harden
 from jacscale_core.plugins import plugin_names
-from jacscale_core.program import ProgramLoadError
-from jacscale_core.shutdown import drain_seconds, run_workers, signal_trigger
-from jacscale_core.store import StoreUnavailable
+from jacscale_core.shutdown import drain_seconds, event_trigger, signal_trigger
+from jacscale_core.supervisor import run_workers
 
-SPEC_ENV = "JACSCALE_SERVE_SPEC"
+if TYPE_CHECKING:
+    from jacscale_core.asgi import WorkerSpec
+
 log = logging.getLogger("jacscale.server")
 
 
@@ -77,14 +76,6 @@ def loop_factory() -> Any:
     return uvloop.new_event_loop
 
 
-async def _preflight(ctx: AppContext) -> None:
-    """Run start-up and shutdown once (configuration errors surface here), releasing everything."""
-    try:
-        await startup(ctx)
-    finally:
-        await shutdown(ctx)
-
-
 def hypercorn_config(ctx: AppContext, reload: bool) -> Config:
     """hypercorn settings from ours."""
     s = ctx.settings.server
@@ -102,73 +93,37 @@ def hypercorn_config(ctx: AppContext, reload: bool) -> Config:
     return config
 
 
-def serve(
-    app_path: str,
-    *,
-    host: str | None = None,
-    port: int | None = None,
-    workers: int | None = None,
-    reload: bool = False,
-    data_dir: str | None = None,
-    production: bool | None = None,
-    log_format: str | None = None,
-) -> int:
-    """Serve a Jac program until interrupted; return the process exit code."""
-    cli: dict[str, Any] = {
-        "host": host,
-        "port": port,
-        "workers": workers,
-        "data_dir": data_dir,
-        "production": production or None,
-        "log_format": log_format,
-    }
-    cli = {k: v for k, v in cli.items() if v is not None}
-    configure_logging(log_format or os.environ.get("JACSCALE_LOG_FORMAT", "human"))
-    try:
-        starlette = create_app(app_path, cli=cli)
-    except ProgramLoadError as exc:
-        print(f"error: cannot load {app_path}:\n{exc}", file=sys.stderr)
-        return 1
-    except ConfigError as exc:
-        print(f"error: configuration: {exc}", file=sys.stderr)
-        return 2
+async def serve_here(starlette: Any, ctx: AppContext) -> int:
+    """Serve in this process (its start-up done) until SIGTERM/SIGINT, then shut down gracefully.
+
+    SIGTERM/SIGINT: readiness false and plugins told first, then the drain, then
+    hypercorn stops (`jacscale_core.shutdown`).
+    """
+    from hypercorn.asyncio import serve as hypercorn_serve
+
+    config = hypercorn_config(ctx, reload=False)
+    trigger = signal_trigger(ctx, drain_seconds(ctx))
+    await hypercorn_serve(starlette, config, shutdown_trigger=trigger)  # type: ignore[arg-type]
+    return 0
+
+
+def serve_workers(ctx: AppContext, spec: WorkerSpec) -> int:
+    """`--workers N` or `--reload`: our supervisor over hypercorn worker processes."""
+    config = hypercorn_config(ctx, spec.reload)
+    return run_workers(config, spec, target=worker, reload=spec.reload)
+
+
+def worker(config: Config, sockets: Sockets, shutdown_event: EventType, spec: WorkerSpec) -> None:
+    """One hypercorn worker process: build the app, serve until the shared event, drain first."""
+    from hypercorn.asyncio.run import worker_serve
+    from hypercorn.utils import wrap_app
+
+    from jacscale_core import asgi
+
+    # Ctrl-C reaches the whole process group; the supervisor decides for everyone.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    starlette = asgi.build(spec)
     ctx: AppContext = starlette.state.jacscale
-    config = hypercorn_config(ctx, reload)
-    if ctx.settings.server.workers == 1 and not reload:
-        from hypercorn.asyncio import serve as hypercorn_serve
-
-        async def run_here() -> int:
-            # Start-up first, in the serving loop, so a configuration error is one
-            # clear line (the lifespan's own start-up then finds it done).
-            try:
-                await startup(ctx)
-            except ConfigError as exc:
-                print(f"error: configuration: {exc}", file=sys.stderr)
-                return 2
-            except (StoreUnavailable, RuntimeError) as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                return 1
-            print(banner(ctx, len(starlette.routes)), flush=True)
-            # SIGTERM/SIGINT: readiness false and plugins told first, then the drain.
-            trigger = signal_trigger(ctx, drain_seconds(ctx))
-            await hypercorn_serve(starlette, config, shutdown_trigger=trigger)  # type: ignore[arg-type]
-            return 0
-
-        return asyncio.run(run_here(), loop_factory=loop_factory())
-    # Workers build their own app; this process checks start-up once, then supervises.
-    try:
-        asyncio.run(_preflight(ctx))
-    except ConfigError as exc:
-        print(f"error: configuration: {exc}", file=sys.stderr)
-        return 2
-    except (StoreUnavailable, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(banner(ctx, len(starlette.routes)), flush=True)
-    os.environ[SPEC_ENV] = json.dumps({"app_path": str(ctx.settings.app_path), "cli": cli})
-    config.application_path = "jacscale_core.asgi:app"
-    if not reload:
-        return run_workers(config)
-    from hypercorn.run import run
-
-    return run(config)
+    trigger = event_trigger(ctx, 0.0 if spec.reload else drain_seconds(ctx), shutdown_event)
+    app = wrap_app(starlette, config.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
+    asyncio.run(worker_serve(app, config, sockets=sockets, shutdown_trigger=trigger))

@@ -15,10 +15,10 @@ On SIGTERM (or SIGINT) a server:
 4. runs the app's shutdown: plugins close their clients, the executor stops,
    the store is closed (every request's writes were committed when it answered).
 
-`signal_trigger` is the shutdown trigger for a process serving alone
-(`serve_single` wraps it); `run_workers` supervises N worker processes
-(a worker does steps 1-2 when the shared shutdown event is set; a worker that
-dies on its own is replaced). `jacscale_core.server` uses them.
+`signal_trigger` is the shutdown trigger of a process serving alone (it gets
+the signals); `event_trigger` that of a worker under `jacscale_core.supervisor`
+(it does steps 1-2 when the supervisor's shared shutdown event is set).
+`jacscale_core.server` and `jacscale_core.launch` use them.
 """
 
 from __future__ import annotations
@@ -26,16 +26,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import multiprocessing
 import os
 import signal
-import time
 from collections.abc import Awaitable, Callable
-from multiprocessing.connection import wait
 from multiprocessing.synchronize import Event as EventType
-from typing import Any
 
-from hypercorn.config import Config, Sockets
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jacscale_core.context import AppContext
@@ -48,14 +43,6 @@ DEFAULT_DRAIN_SECONDS = 3.0
 DRAINING_KEY = "shutdown.draining"
 POLL_SECONDS = 0.1
 DRAINING_TIMEOUT_SECONDS = 10.0
-JOIN_MARGIN_SECONDS = 10.0
-# A worker that dies within this long of starting failed at start-up.
-STARTUP_SECONDS = 10.0
-# After this many start-up failures in a row the supervisor gives up.
-MAX_STARTUP_FAILURES = 5
-# Replacing a dead worker waits this long, doubled per start-up failure in a row.
-RESTART_BACKOFF_SECONDS = 0.5
-RESTART_BACKOFF_MAX = 30.0
 
 log = logging.getLogger("jacscale.server")
 
@@ -195,124 +182,3 @@ def event_trigger(
         await begin_shutdown(ctx, drain)
 
     return trigger
-
-
-def serve_single(starlette: Any, config: Config) -> int:
-    """Serve in this process until SIGTERM/SIGINT, shutting down gracefully."""
-    from hypercorn.asyncio import serve
-
-    ctx: AppContext = starlette.state.jacscale
-    trigger = signal_trigger(ctx, drain_seconds(ctx))
-    asyncio.run(serve(starlette, config, shutdown_trigger=trigger))
-    return 0
-
-
-def worker(config: Config, sockets: Sockets, shutdown_event: EventType) -> None:
-    """One worker process: build the app, serve until the shared event, drain first."""
-    from hypercorn.asyncio.run import worker_serve
-    from hypercorn.utils import load_application
-
-    # Ctrl-C reaches the whole process group; the supervisor decides for everyone.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    app = load_application(config.application_path, config.wsgi_max_body_size)
-    from jacscale_core import asgi
-
-    ctx: AppContext = asgi.app.state.jacscale
-    trigger = event_trigger(ctx, drain_seconds(ctx), shutdown_event)
-    asyncio.run(worker_serve(app, config, sockets=sockets, shutdown_trigger=trigger))
-
-
-def run_workers(
-    config: Config,
-    *,
-    startup_seconds: float = STARTUP_SECONDS,
-    max_startup_failures: int = MAX_STARTUP_FAILURES,
-    target: Callable[[Config, Sockets, EventType], None] = worker,
-) -> int:
-    """Supervise `config.workers` worker processes; return the exit code.
-
-    Each process runs `target(config, sockets, shutdown_event)` (hypercorn's
-    `worker` by default; `jacscale_core.launch` passes one for uvicorn).
-
-    SIGTERM/SIGINT sets the shared shutdown event (each worker drains and stops).
-    A worker that dies on its own (an OOM kill, a crash) is replaced after a
-    back-off while the others keep serving. A worker that dies within
-    `startup_seconds` of being started counts as a start-up failure; after
-    `max_startup_failures` of them in a row the supervisor stops every worker
-    and exits non-zero (the program cannot start, replacing it would only loop).
-    """
-    sockets = config.create_sockets()
-    spawn = multiprocessing.get_context("spawn")
-    shutdown_event = spawn.Event()
-    stopping = False
-
-    def on_signal(*_: Any) -> None:
-        nonlocal stopping
-        stopping = True
-        shutdown_event.set()
-
-    def start() -> Any:
-        process = spawn.Process(
-            target=target,
-            kwargs={"config": config, "sockets": sockets, "shutdown_event": shutdown_event},
-        )
-        process.daemon = False
-        process.start()
-        started[process.pid] = time.monotonic()
-        return process
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    started: dict[int | None, float] = {}
-    processes: list[Any] = []
-    failed_code = 0
-    try:
-        processes = [start() for _ in range(config.workers)]
-        quick_deaths = 0  # start-up failures in a row
-        due: list[float] = []  # when each pending replacement may start
-        while not stopping:
-            wait([p.sentinel for p in processes], timeout=POLL_SECONDS)
-            now = time.monotonic()
-            for process in [p for p in processes if not p.is_alive()]:
-                if stopping:
-                    break
-                processes.remove(process)
-                lived = now - started.pop(process.pid, now)
-                quick_deaths = quick_deaths + 1 if lived < startup_seconds else 0
-                if quick_deaths >= max_startup_failures:
-                    log.error(
-                        "worker %s exited with code %s %.1fs after starting, %d start-up"
-                        " failures in a row: stopping the server",
-                        process.pid, process.exitcode, lived, quick_deaths,
-                    )  # fmt: skip
-                    failed_code = process.exitcode or 1
-                    stopping = True
-                    shutdown_event.set()
-                    break
-                delay = min(RESTART_BACKOFF_MAX, RESTART_BACKOFF_SECONDS * 2**quick_deaths)
-                log.error(
-                    "worker %s exited with code %s after %.1fs; starting a replacement in"
-                    " %.1fs (%d of %d workers serving)",
-                    process.pid, process.exitcode, lived, delay, len(processes), config.workers,
-                )  # fmt: skip
-                due.append(now + delay)
-            while not stopping and due and min(due) <= time.monotonic():
-                due.remove(min(due))
-                replacement = start()
-                processes.append(replacement)
-                log.info("worker %s started to replace an exited one", replacement.pid)
-        bound = drain_seconds() + float(config.graceful_timeout) + JOIN_MARGIN_SECONDS
-        for process in processes:
-            process.join(bound)
-            if process.is_alive():
-                log.error("worker %s did not stop within %.0fs: terminating", process.pid, bound)
-                process.terminate()
-                process.join(5)
-        if failed_code:
-            return failed_code
-        codes = [p.exitcode or 0 for p in processes]
-        return next((c for c in codes if c), 0)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        for sock in [*sockets.insecure_sockets, *sockets.secure_sockets]:
-            sock.close()
