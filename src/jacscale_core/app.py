@@ -40,7 +40,12 @@ from jacscale_core.middleware import (
     RequestIdMiddleware,
     request_id_of,
 )
-from jacscale_core.plugins import await_me_maybe, check_hookimpls, make_plugin_manager
+from jacscale_core.plugins import (
+    await_me_maybe,
+    check_hookimpls,
+    make_plugin_manager,
+    plugin_sections,
+)
 from jacscale_core.program import Program, load_program
 from jacscale_core.routing import IndexedRouter
 from jacscale_core.schema import Schema
@@ -49,15 +54,6 @@ from jacscale_core.shutdown import CloseWhenDraining
 log = logging.getLogger("jacscale")
 
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024
-
-
-def plugin_sections(pm: Any) -> dict[str, type]:
-    """Every jac.toml section the loaded plugins declare."""
-    sections: dict[str, type] = {}
-    for contribution in pm.hook.jacscale_config_sections():
-        if contribution:
-            sections.update(contribution)
-    return sections
 
 
 def _topology_index_off() -> None:

@@ -34,7 +34,7 @@ from typing import Any, Protocol, TextIO
 import pluggy
 
 from jacscale_core.config import ConfigError, Settings, load_settings
-from jacscale_core.plugins import hookimpl
+from jacscale_core.plugins import hookimpl, plugin_sections
 
 DEFAULT_TARGET = "kubernetes"
 DEFAULT_REGISTRY = "dockerhub"
@@ -175,10 +175,7 @@ def _load(app_path: str, pm: pluggy.PluginManager, env: Mapping[str, str], err: 
     path = Path(app_path)
     if not path.is_file():
         raise DeployError(f"{app_path}: no such file")
-    sections: dict[str, type] = {}
-    for contribution in pm.hook.jacscale_config_sections():
-        sections.update(contribution or {})
-    settings = load_settings(path, sections, env=env)
+    settings = load_settings(path, plugin_sections(pm), env=env)
     for warning in settings.warnings:
         print(f"warning: {warning}", file=err)
     return settings
@@ -246,6 +243,43 @@ def _build_step(
 # --------------------------------------------------------------------------
 
 
+@dataclass
+class _Command:
+    """What `deploy` and `destroy` start from: the target and the app's settings."""
+
+    target: DeployTarget
+    settings: Settings
+    pm: pluggy.PluginManager
+    env: Mapping[str, str]
+    out: TextIO
+    err: TextIO
+
+
+def _run_command(
+    name: str,
+    app_path: str,
+    target: str,
+    env: Mapping[str, str] | None,
+    out: TextIO | None,
+    err: TextIO | None,
+    body: Callable[[_Command], None],
+) -> int:
+    """Resolve the target and load the app's settings, run `body`; an error is one line, exit 1."""
+    from jacscale_core.plugins import make_plugin_manager
+
+    env = os.environ if env is None else env
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+    try:
+        pm = make_plugin_manager(env)
+        deploy_target = resolve_target(pm, target)
+        body(_Command(deploy_target, _load(app_path, pm, env, err), pm, env, out, err))
+    except (DeployError, ConfigError) as exc:
+        print(f"jacscale {name}: {exc}", file=err)
+        return 1
+    return 0
+
+
 def run_deploy(
     app_path: str,
     *,
@@ -260,35 +294,26 @@ def run_deploy(
     err: TextIO | None = None,
 ) -> int:
     """Deploy the program at `app_path` (or print the plan with `dry_run`); return an exit code."""
-    env = os.environ if env is None else env
-    out = sys.stdout if out is None else out
-    err = sys.stderr if err is None else err
-    try:
-        from jacscale_core.plugins import make_plugin_manager
 
+    def deploy(run: _Command) -> None:
         if timeout <= 0:
             raise DeployError(f"--timeout must be positive, got {timeout}")
-        pm = make_plugin_manager(env)
-        deploy_target = resolve_target(pm, target)
-        image_registry = resolve_registry(pm, registry)
-        settings = _load(app_path, pm, env, err)
-        request = DeployRequest(settings=settings, env=env, registry=image_registry,
+        image_registry = resolve_registry(run.pm, registry)
+        request = DeployRequest(settings=run.settings, env=run.env, registry=image_registry,
                                 build=build, experimental=experimental)
-        plan = deploy_target.plan(request)
+        plan = run.target.plan(request)
         if dry_run:
-            _print_notes(plan, err)
-            out.write(plan.preview)
+            _print_notes(plan, run.err)
+            run.out.write(plan.preview)
             if plan.build is not None:
                 print(f"note: --build would write {plan.build.dockerfile} and push "
-                      f"{plan.build.image}", file=err)
-            return 0
-        step = _build_step(plan, image_registry, env, out)
-        asyncio.run(deploy_target.deploy(plan, build=step, rollout_timeout=timeout, out=out))
-        _print_notes(plan, err)  # after success, so that a failure stays one line
-    except (DeployError, ConfigError) as exc:
-        print(f"jacscale deploy: {exc}", file=err)
-        return 1
-    return 0
+                      f"{plan.build.image}", file=run.err)
+            return
+        step = _build_step(plan, image_registry, run.env, run.out)
+        asyncio.run(run.target.deploy(plan, build=step, rollout_timeout=timeout, out=run.out))
+        _print_notes(plan, run.err)  # after success, so that a failure stays one line
+
+    return _run_command("deploy", app_path, target, env, out, err, deploy)
 
 
 def _print_notes(plan: DeployPlan, err: TextIO) -> None:
@@ -334,21 +359,12 @@ def run_destroy(
     err: TextIO | None = None,
 ) -> int:
     """Remove what `run_deploy` created for `app_path`, asking first unless `yes`."""
-    env = os.environ if env is None else env
-    out = sys.stdout if out is None else out
-    err = sys.stderr if err is None else err
-    try:
-        from jacscale_core.plugins import make_plugin_manager
 
-        pm = make_plugin_manager(env)
-        deploy_target = resolve_target(pm, target)
-        settings = _load(app_path, pm, env, err)
-        request = DestroyRequest(settings=settings, env=env, keep_data=keep_data)
-        asyncio.run(deploy_target.destroy(request, confirm=_confirmer(yes, out), out=out))
-    except (DeployError, ConfigError) as exc:
-        print(f"jacscale destroy: {exc}", file=err)
-        return 1
-    return 0
+    def destroy(run: _Command) -> None:
+        request = DestroyRequest(settings=run.settings, env=run.env, keep_data=keep_data)
+        asyncio.run(run.target.destroy(request, confirm=_confirmer(yes, run.out), out=run.out))
+
+    return _run_command("destroy", app_path, target, env, out, err, destroy)
 
 
 # --------------------------------------------------------------------------

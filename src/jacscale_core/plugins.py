@@ -94,3 +94,12 @@ def check_hookimpls(pm: pluggy.PluginManager) -> None:
 def plugin_names(pm: pluggy.PluginManager) -> list[str]:
     """Names of the registered plugins, built-ins first."""
     return [name for name, _ in pm.list_name_plugin()]
+
+
+def plugin_sections(pm: pluggy.PluginManager) -> dict[str, type]:
+    """Every jac.toml section the loaded plugins declare (`jacscale_config_sections`)."""
+    sections: dict[str, type] = {}
+    for contribution in pm.hook.jacscale_config_sections():
+        if contribution:
+            sections.update(contribution)
+    return sections
