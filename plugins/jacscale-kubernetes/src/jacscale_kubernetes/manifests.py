@@ -356,22 +356,51 @@ def _tcp_probe(port: str, *, delay: int, period: int) -> dict[str, Any]:
             "timeoutSeconds": 5, "failureThreshold": 6}
 
 
+def _database(
+    bp: Blueprint, role: str, port: int, storage: str, container: dict[str, Any],
+    scratch: list[str],
+) -> list[Manifest]:
+    """A one-replica StatefulSet running `container` (named `role`, listening on the port
+    of that name) with a `data` volume claim of `storage` and an emptyDir per `scratch`
+    name; and its headless Service."""
+    name = bp.name(role)
+    selector = selector_for(bp, role)
+    claim_spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"],
+                                  "resources": {"requests": {"storage": storage}}}
+    if bp.kube.storage_class:
+        claim_spec["storageClassName"] = bp.kube.storage_class
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": _meta(bp, name, role),
+               "spec": {"clusterIP": "None", "selector": selector,
+                        "ports": [{"name": role, "port": port, "targetPort": role,
+                                   "protocol": "TCP"}]}}
+    statefulset = {
+        "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": _meta(bp, name, role),
+        "spec": {
+            "serviceName": name,
+            "replicas": 1,
+            "selector": {"matchLabels": selector},
+            "updateStrategy": {"type": "RollingUpdate"},
+            "template": {
+                "metadata": {"labels": labels_for(bp, role)},
+                "spec": {"automountServiceAccountToken": False, "enableServiceLinks": False,
+                         "securityContext": _restricted(DB_UID), "containers": [container],
+                         "volumes": [{"name": v, "emptyDir": {}} for v in scratch]},
+            },
+            "volumeClaimTemplates": [{
+                "metadata": {"name": "data", "labels": labels_for(bp, role)},
+                "spec": claim_spec,
+            }],
+        },
+    }
+    return [service, statefulset]
+
+
 def mongodb(bp: Blueprint) -> list[Manifest]:
     """A one-member MongoDB StatefulSet with a volume, and its headless Service."""
     if not bp.kube.mongodb:
         return []
     kube = bp.kube
-    name = bp.name("mongodb")
     secret = bp.name("mongodb-auth")
-    selector = selector_for(bp, "mongodb")
-    claim_spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"],
-                                  "resources": {"requests": {"storage": kube.mongodb_storage}}}
-    if kube.storage_class:
-        claim_spec["storageClassName"] = kube.storage_class
-    service = {"apiVersion": "v1", "kind": "Service", "metadata": _meta(bp, name, "mongodb"),
-               "spec": {"clusterIP": "None", "selector": selector,
-                        "ports": [{"name": "mongodb", "port": 27017, "targetPort": "mongodb",
-                                   "protocol": "TCP"}]}}
     container = {
         "name": "mongodb",
         "image": kube.mongodb_image,
@@ -386,26 +415,7 @@ def mongodb(bp: Blueprint) -> list[Manifest]:
         "volumeMounts": [{"name": "data", "mountPath": "/data/db"},
                          {"name": "tmp", "mountPath": "/tmp"}],
     }
-    statefulset = {
-        "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": _meta(bp, name, "mongodb"),
-        "spec": {
-            "serviceName": name,
-            "replicas": 1,
-            "selector": {"matchLabels": selector},
-            "updateStrategy": {"type": "RollingUpdate"},
-            "template": {
-                "metadata": {"labels": labels_for(bp, "mongodb")},
-                "spec": {"automountServiceAccountToken": False, "enableServiceLinks": False,
-                         "securityContext": _restricted(DB_UID), "containers": [container],
-                         "volumes": [{"name": "tmp", "emptyDir": {}}]},
-            },
-            "volumeClaimTemplates": [{
-                "metadata": {"name": "data", "labels": labels_for(bp, "mongodb")},
-                "spec": claim_spec,
-            }],
-        },
-    }
-    return [service, statefulset]
+    return _database(bp, "mongodb", 27017, kube.mongodb_storage, container, ["tmp"])
 
 
 def postgres(bp: Blueprint) -> list[Manifest]:
@@ -413,17 +423,7 @@ def postgres(bp: Blueprint) -> list[Manifest]:
     if not bp.kube.postgres:
         return []
     kube = bp.kube
-    name = bp.name("postgres")
     secret = bp.name("postgres-auth")
-    selector = selector_for(bp, "postgres")
-    claim_spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"],
-                                  "resources": {"requests": {"storage": kube.postgres_storage}}}
-    if kube.storage_class:
-        claim_spec["storageClassName"] = kube.storage_class
-    service = {"apiVersion": "v1", "kind": "Service", "metadata": _meta(bp, name, "postgres"),
-               "spec": {"clusterIP": "None", "selector": selector,
-                        "ports": [{"name": "postgres", "port": 5432, "targetPort": "postgres",
-                                   "protocol": "TCP"}]}}
     ready = {"exec": {"command": ["pg_isready", "-h", "127.0.0.1", "-U", POSTGRES_USER,
                                  "-d", bp.app]},
              "initialDelaySeconds": 5, "periodSeconds": 10, "timeoutSeconds": 5,
@@ -446,27 +446,7 @@ def postgres(bp: Blueprint) -> list[Manifest]:
                          {"name": "run", "mountPath": "/var/run/postgresql"},
                          {"name": "tmp", "mountPath": "/tmp"}],
     }
-    statefulset = {
-        "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": _meta(bp, name, "postgres"),
-        "spec": {
-            "serviceName": name,
-            "replicas": 1,
-            "selector": {"matchLabels": selector},
-            "updateStrategy": {"type": "RollingUpdate"},
-            "template": {
-                "metadata": {"labels": labels_for(bp, "postgres")},
-                "spec": {"automountServiceAccountToken": False, "enableServiceLinks": False,
-                         "securityContext": _restricted(DB_UID), "containers": [container],
-                         "volumes": [{"name": "run", "emptyDir": {}},
-                                     {"name": "tmp", "emptyDir": {}}]},
-            },
-            "volumeClaimTemplates": [{
-                "metadata": {"name": "data", "labels": labels_for(bp, "postgres")},
-                "spec": claim_spec,
-            }],
-        },
-    }
-    return [service, statefulset]
+    return _database(bp, "postgres", 5432, kube.postgres_storage, container, ["run", "tmp"])
 
 
 def redis(bp: Blueprint) -> list[Manifest]:
