@@ -13,6 +13,7 @@ URI priority: the explicit `uri` argument, then MONGODB_URI / REDIS_URL, then
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import threading
@@ -293,6 +294,33 @@ def kvstore(db_name: str = "jac_db", db_type: str = "mongodb", uri: str | None =
     raise ValueError(
         f"unknown kvstore db_type {db_type!r}: allowed are {', '.join(map(repr, DB_TYPES))}"
     )
+
+
+class guarded:  # noqa: N801 - used as a decorator: `@guarded(...)`
+    """Decorate a kvstore driver's methods: a lost connection (one of `errors`) becomes
+    `failure(uri, exc)`, a KVStoreUnavailable naming the masked URI of the store
+    (its `_uri`)."""
+
+    def __init__(
+        self,
+        errors: tuple[type[Exception], ...],
+        failure: Callable[[str, Exception], KVStoreUnavailable],
+    ) -> None:
+        self.errors = errors
+        self.failure = failure
+
+    def __call__[**P, R](self, method: Callable[P, R]) -> Callable[P, R]:
+        """The guarded method."""
+        errors, failure = self.errors, self.failure
+
+        @functools.wraps(method)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return method(*args, **kwargs)
+            except errors as exc:
+                raise failure(args[0]._uri, exc) from None  # type: ignore[attr-defined]
+
+        return wrapper
 
 
 class ClientCache[C]:

@@ -9,8 +9,7 @@ server is back.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -22,7 +21,14 @@ from pymongo.errors import ConnectionFailure, PyMongoError
 from pymongo.results import DeleteResult, InsertManyResult, InsertOneResult, UpdateResult
 
 from jacscale_core.plugins import hookimpl
-from jacscale_ext.kvstore import ClientCache, KVStore, KVStoreUnavailable, mask_uri, scrub
+from jacscale_ext.kvstore import (
+    ClientCache,
+    KVStore,
+    KVStoreUnavailable,
+    guarded,
+    mask_uri,
+    scrub,
+)
 
 # Used unless the URI sets its own (`?serverSelectionTimeoutMS=500` ...).
 DEFAULT_OPTIONS_MS: dict[str, int] = {
@@ -36,6 +42,12 @@ DEFAULT_OPTIONS_MS: dict[str, int] = {
 def _short(text: str) -> str:
     text = text.split(", Timeout:", 1)[0].split("Topology Description", 1)[0]
     return text[:300].rstrip(", ")
+
+
+def _failure(uri: str, exc: Exception) -> KVStoreUnavailable:
+    return KVStoreUnavailable(
+        f"MongoDB at {mask_uri(uri)} is unreachable: {_short(scrub(str(exc), uri))}"
+    )
 
 
 def _options(uri: str) -> dict[str, Any]:
@@ -55,9 +67,7 @@ def _connect(uri: str) -> MongoClient[dict[str, Any]]:
         client.admin.command("ping")
     except PyMongoError as exc:
         client.close()
-        raise KVStoreUnavailable(
-            f"MongoDB at {mask_uri(uri)} is unreachable: {_short(scrub(str(exc), uri))}"
-        ) from None
+        raise _failure(uri, exc) from None
     return client
 
 
@@ -74,22 +84,7 @@ def close_clients() -> None:
     _clients.close_all()
 
 
-def _guarded[**P, R](method: Callable[P, R]) -> Callable[P, R]:
-    """Turn a lost connection into KVStoreUnavailable naming the masked URI."""
-
-    @functools.wraps(method)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return method(*args, **kwargs)
-        except ConnectionFailure as exc:
-            store = args[0]
-            assert isinstance(store, MongoKVStore)
-            raise KVStoreUnavailable(
-                f"MongoDB at {mask_uri(store._uri)} is unreachable: "
-                f"{_short(scrub(str(exc), store._uri))}"
-            ) from None
-
-    return wrapper
+_guarded = guarded((ConnectionFailure,), _failure)
 
 
 def _object_id(value: Any) -> ObjectId | None:

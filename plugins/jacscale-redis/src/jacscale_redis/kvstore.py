@@ -9,10 +9,8 @@ during use raise `KVStoreUnavailable`; the pool reconnects once the server is ba
 
 from __future__ import annotations
 
-import functools
 import json
 import re
-from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -21,7 +19,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from jacscale_core.plugins import hookimpl
-from jacscale_ext.kvstore import ClientCache, KVStore, KVStoreUnavailable, mask_uri, scrub
+from jacscale_ext.kvstore import (
+    ClientCache,
+    KVStore,
+    KVStoreUnavailable,
+    guarded,
+    mask_uri,
+    scrub,
+)
 
 # Used unless the URL sets its own (`?socket_timeout=0.5` ...).
 DEFAULT_OPTIONS: dict[str, Any] = {
@@ -80,19 +85,7 @@ def close_clients() -> None:
     _clients.close_all()
 
 
-def _guarded[**P, R](method: Callable[P, R]) -> Callable[P, R]:
-    """Turn a lost connection or timeout into KVStoreUnavailable naming the masked URL."""
-
-    @functools.wraps(method)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return method(*args, **kwargs)
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            store = args[0]
-            assert isinstance(store, RedisKVStore)
-            raise _failure(store._uri, exc) from None
-
-    return wrapper
+_guarded = guarded((RedisConnectionError, RedisTimeoutError), _failure)
 
 
 def _encode(value: Any) -> str:
