@@ -75,6 +75,7 @@ class BroadcastMessage(msgspec.Struct, frozen=True):
 
 
 Deliver = Callable[[BroadcastMessage], None]
+_decoder = msgspec.json.Decoder(BroadcastMessage)
 
 
 @runtime_checkable
@@ -112,6 +113,98 @@ class BroadcastBus(Protocol):
 def new_origin() -> str:
     """A name for this process that no other process (here or on another host) shares."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def channel_for(app: Any) -> str:
+    """A cross-server bus's channel: JACSCALE_BROADCAST_CHANNEL, else one per app name."""
+    return os.environ.get("JACSCALE_BROADCAST_CHANNEL") or (
+        f"jacscale:broadcast:{app.settings.app_path.stem}"
+    )
+
+
+class ListeningBus:
+    """What a bus that listens on a server shares (Redis pub/sub, PostgreSQL LISTEN).
+
+    A subclass connects and listens in `_listen` (calling `_now_listening` once it
+    does, and `_receive` for each message) until the connection fails with one of
+    `errors`; it is run again with back-off (0.1 s doubling to `MAX_BACKOFF`)
+    for as long as the bus lives, and `status` reports the outage meanwhile.
+    Listening is live-only: nothing sent while the connection is down arrives.
+    """
+
+    MAX_BACKOFF = 5.0
+    errors: tuple[type[Exception], ...] = (OSError, TimeoutError)
+    lost = "connection lost"  # the status while reconnecting: "<lost>: <error type>"
+    waiting = "not listening on"  # the status before the first connection
+
+    def __init__(self, url: str, channel: str) -> None:
+        """Prepare (nothing connects before the subclass's `start`)."""
+        self.url = url
+        self.channel = channel
+        self.origin = new_origin()
+        self._deliver: Deliver | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()
+        self._error: str | None = None
+        self._backoff = 0.1
+        self.delivered = 0
+
+    def _describe(self, exc: BaseException) -> str:
+        """The server (URI masked) and what went wrong, for logs and errors."""
+        raise NotImplementedError
+
+    def _healthy(self) -> str:
+        """The status while listening."""
+        raise NotImplementedError
+
+    async def _listen(self) -> None:
+        """Connect, listen, receive until the connection fails; close what it opened."""
+        raise NotImplementedError
+
+    def _now_listening(self) -> None:
+        if self._error is not None:
+            log.info("broadcast: listening on %s again", self.channel)
+        self._error = None
+        self._listening.set()
+        self._backoff = 0.1
+
+    async def _listen_forever(self) -> None:
+        while True:
+            try:
+                await self._listen()
+            except self.errors as exc:
+                self._listening.clear()
+                if self._error is None:
+                    log.warning("broadcast: lost %s; reconnecting", self._describe(exc))
+                self._error = f"{self.lost}: {type(exc).__name__}"
+            await asyncio.sleep(self._backoff)
+            self._backoff = min(self.MAX_BACKOFF, self._backoff * 2)
+
+    def _receive(self, data: bytes) -> None:
+        """Deliver a message another process published (our own were delivered already)."""
+        try:
+            message = _decoder.decode(data)
+        except msgspec.DecodeError as exc:
+            log.warning("broadcast: ignoring a malformed message on %s: %s", self.channel, exc)
+            return
+        if message.origin == self.origin or self._deliver is None:
+            return
+        try:
+            self._deliver(message)
+            self.delivered += 1
+        except Exception:
+            log.exception("broadcast: delivering a %s message failed", message.walker)
+
+    def set_listening(self, listening: bool) -> None:
+        """Nothing to do: only messages sent while we listen arrive."""
+
+    def status(self) -> tuple[bool, str]:
+        """Healthy while listening."""
+        if self._error is not None:
+            return False, self._error
+        if not self._listening.is_set():
+            return False, f"{self.waiting} {self.channel}"
+        return True, self._healthy()
 
 
 SCHEMA = """

@@ -29,7 +29,13 @@ from psycopg import sql
 
 from jacscale_core.context import AppContext
 from jacscale_core.plugins import hookimpl
-from jacscale_ext.broadcast import BroadcastMessage, Deliver, new_origin, stop_task
+from jacscale_ext.broadcast import (
+    BroadcastMessage,
+    Deliver,
+    ListeningBus,
+    channel_for,
+    stop_task,
+)
 from jacscale_ext.kvstore import mask_uri
 from jacscale_postgres.connection import connect_kwargs, is_postgres_url, reason
 
@@ -38,12 +44,9 @@ log = logging.getLogger("jacscale.postgres.broadcast")
 CONNECT_TIMEOUT = 5.0
 PUBLISH_TIMEOUT = 5.0
 IDLE_CHECK_SECONDS = 5.0
-MAX_BACKOFF = 5.0
 MAX_PAYLOAD = 7_900  # PostgreSQL's limit is 8000 bytes
 RETENTION_SECONDS = 60
 CHANNEL_BYTES = 63  # longer identifiers are truncated by the server
-
-_decoder = msgspec.json.Decoder(BroadcastMessage)
 
 
 def channel_name(name: str) -> str:
@@ -54,25 +57,25 @@ def channel_name(name: str) -> str:
     return name.encode()[: CHANNEL_BYTES - 17].decode(errors="ignore") + ":" + digest
 
 
-class PostgresBroadcastBus:
+class PostgresBroadcastBus(ListeningBus):
     """A BroadcastBus on one PostgreSQL LISTEN/NOTIFY channel."""
+
+    errors = (psycopg.Error, OSError, TimeoutError)
+    lost = "LISTEN connection lost"
+    waiting = "not listening on"
 
     def __init__(self, url: str, channel: str) -> None:
         """Prepare (nothing connects before `start`)."""
-        self.url = url
-        self.channel = channel_name(channel)
-        self.origin = new_origin()
+        super().__init__(url, channel_name(channel))
         self._kwargs = connect_kwargs(url, "jacscale-broadcast")
-        self._deliver: Deliver | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._listening = asyncio.Event()
         self._publisher: psycopg.AsyncConnection | None = None
         self._publish_lock = asyncio.Lock()
-        self._error: str | None = None
-        self.delivered = 0
 
     def _describe(self, exc: BaseException) -> str:
         return f"PostgreSQL at {mask_uri(self.url)}: {reason(exc, self.url)}"
+
+    def _healthy(self) -> str:
+        return f"postgresql LISTEN {self.channel} at {mask_uri(self.url)}"
 
     async def _connect(self) -> psycopg.AsyncConnection:
         return await asyncio.wait_for(
@@ -134,55 +137,31 @@ class PostgresBroadcastBus:
             except (psycopg.Error, OSError, TimeoutError) as exc:
                 log.debug("broadcast: closing the publishing connection failed: %s", exc)
 
-    def set_listening(self, listening: bool) -> None:
-        """Nothing to do: only notifications sent while we LISTEN arrive."""
-
-    def status(self) -> tuple[bool, str]:
-        """Healthy while listening."""
-        if self._error is not None:
-            return False, self._error
-        if not self._listening.is_set():
-            return False, f"not listening on {self.channel}"
-        return True, f"postgresql LISTEN {self.channel} at {mask_uri(self.url)}"
-
     async def close(self) -> None:
         """Stop listening and close both connections."""
         await stop_task(self._task)
         self._task = None
         await self._drop_publisher()
 
-    async def _listen_forever(self) -> None:
-        backoff = 0.1
-        while True:
-            conn: psycopg.AsyncConnection | None = None
-            try:
-                conn = await self._connect()
-                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
-                if self._error is not None:
-                    log.info("broadcast: listening on %s again", self.channel)
-                self._error = None
-                self._listening.set()
-                backoff = 0.1
-                while True:
-                    got = 0
-                    async for note in conn.notifies(timeout=IDLE_CHECK_SECONDS):
-                        got += 1
-                        await self._handle(note.payload)
-                    if not got:
-                        await asyncio.wait_for(conn.execute("SELECT 1"), CONNECT_TIMEOUT)
-            except (psycopg.Error, OSError, TimeoutError) as exc:
-                self._listening.clear()
-                if self._error is None:
-                    log.warning("broadcast: lost %s; reconnecting", self._describe(exc))
-                self._error = f"LISTEN connection lost: {type(exc).__name__}"
-            finally:
-                if conn is not None:
-                    try:
-                        await asyncio.wait_for(conn.close(), CONNECT_TIMEOUT)
-                    except (psycopg.Error, OSError, TimeoutError) as exc:
-                        log.debug("broadcast: closing the old connection failed: %s", exc)
-            await asyncio.sleep(backoff)
-            backoff = min(MAX_BACKOFF, backoff * 2)
+    async def _listen(self) -> None:
+        conn: psycopg.AsyncConnection | None = None
+        try:
+            conn = await self._connect()
+            await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+            self._now_listening()
+            while True:
+                got = 0
+                async for note in conn.notifies(timeout=IDLE_CHECK_SECONDS):
+                    got += 1
+                    await self._handle(note.payload)
+                if not got:
+                    await asyncio.wait_for(conn.execute("SELECT 1"), CONNECT_TIMEOUT)
+        finally:
+            if conn is not None:
+                try:
+                    await asyncio.wait_for(conn.close(), CONNECT_TIMEOUT)
+                except (psycopg.Error, OSError, TimeoutError) as exc:
+                    log.debug("broadcast: closing the old connection failed: %s", exc)
 
     async def _fetch(self, row_id: int) -> bytes | None:
         """A large message's body (on the publishing connection: the listener only listens)."""
@@ -208,26 +187,8 @@ class PostgresBroadcastBus:
                 log.warning("broadcast: message %s expired before it was read", payload)
                 return
             data = stored
-        try:
-            message = _decoder.decode(data)
-        except msgspec.DecodeError as exc:
-            log.warning("broadcast: ignoring a malformed message on %s: %s", self.channel, exc)
-            return
-        if message.origin == self.origin or self._deliver is None:
-            return
-        try:
-            self._deliver(message)
-            self.delivered += 1
-        except Exception:
-            log.exception("broadcast: delivering a %s message failed", message.walker)
+        self._receive(data)
         await asyncio.sleep(0)  # let socket writers drain between messages
-
-
-def channel_for(app: AppContext) -> str:
-    """JACSCALE_BROADCAST_CHANNEL, else one channel per app name."""
-    return os.environ.get("JACSCALE_BROADCAST_CHANNEL") or (
-        f"jacscale:broadcast:{app.settings.app_path.stem}"
-    )
 
 
 @hookimpl

@@ -26,7 +26,13 @@ from redis.exceptions import RedisError
 
 from jacscale_core.context import AppContext
 from jacscale_core.plugins import hookimpl
-from jacscale_ext.broadcast import BroadcastMessage, Deliver, new_origin, stop_task
+from jacscale_ext.broadcast import (
+    BroadcastMessage,
+    Deliver,
+    ListeningBus,
+    channel_for,
+    stop_task,
+)
 from jacscale_ext.kvstore import mask_uri, scrub
 
 log = logging.getLogger("jacscale.redis.broadcast")
@@ -34,33 +40,30 @@ log = logging.getLogger("jacscale.redis.broadcast")
 CONNECT_TIMEOUT = 5.0
 PUBLISH_TIMEOUT = 5.0
 POLL_SECONDS = 1.0
-MAX_BACKOFF = 5.0
-
-_decoder = msgspec.json.Decoder(BroadcastMessage)
 
 
-class RedisBroadcastBus:
+class RedisBroadcastBus(ListeningBus):
     """A BroadcastBus on one Redis pub/sub channel."""
+
+    errors = (RedisError, OSError, TimeoutError)
+    lost = "subscription lost"
+    waiting = "not subscribed to"
 
     def __init__(self, url: str, channel: str) -> None:
         """Prepare the client (nothing connects before `start`)."""
-        self.url = url
-        self.channel = channel
-        self.origin = new_origin()
+        super().__init__(url, channel)
         self.client: Any = aioredis.Redis.from_url(
             url,
             socket_connect_timeout=CONNECT_TIMEOUT,
             socket_timeout=CONNECT_TIMEOUT,
             health_check_interval=15,
         )
-        self._deliver: Deliver | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._subscribed = asyncio.Event()
-        self._error: str | None = None
-        self.delivered = 0
 
     def _describe(self, exc: BaseException) -> str:
         return f"Redis at {mask_uri(self.url)}: {scrub(str(exc), self.url) or type(exc).__name__}"
+
+    def _healthy(self) -> str:
+        return f"redis pub/sub {self.channel} at {mask_uri(self.url)}"
 
     async def start(self, deliver: Deliver) -> None:
         """Subscribe (waiting at most 5 s), then keep the subscription alive in a task."""
@@ -72,7 +75,7 @@ class RedisBroadcastBus:
             raise RuntimeError(f"broadcast bus: {self._describe(exc)} does not answer") from None
         self._task = asyncio.create_task(self._listen_forever(), name="jacscale-redis-broadcast")
         try:
-            await asyncio.wait_for(self._subscribed.wait(), CONNECT_TIMEOUT)
+            await asyncio.wait_for(self._listening.wait(), CONNECT_TIMEOUT)
         except TimeoutError:
             await self.close()
             raise RuntimeError(
@@ -92,74 +95,29 @@ class RedisBroadcastBus:
             except (RedisError, OSError) as exc:
                 raise ConnectionError(self._describe(exc)) from None
 
-    def set_listening(self, listening: bool) -> None:
-        """Nothing to do: Redis only sends what is published while subscribed."""
-
-    def status(self) -> tuple[bool, str]:
-        """Healthy while subscribed."""
-        if self._error is not None:
-            return False, self._error
-        if not self._subscribed.is_set():
-            return False, f"not subscribed to {self.channel}"
-        return True, f"redis pub/sub {self.channel} at {mask_uri(self.url)}"
-
     async def close(self) -> None:
         """Stop listening and close the client."""
         await stop_task(self._task)
         self._task = None
         await self.client.aclose()
 
-    async def _listen_forever(self) -> None:
-        backoff = 0.1
-        while True:
-            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+    async def _listen(self) -> None:
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(self.channel)
+            self._now_listening()
+            while True:
+                message = await pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=POLL_SECONDS
+                )
+                if message is not None and message.get("type") == "message":
+                    self._receive(message["data"])
+                    await asyncio.sleep(0)  # let socket writers drain between messages
+        finally:
             try:
-                await pubsub.subscribe(self.channel)
-                if self._error is not None:
-                    log.info("broadcast: resubscribed to %s", self.channel)
-                self._error = None
-                self._subscribed.set()
-                backoff = 0.1
-                while True:
-                    message = await pubsub.get_message(
-                        ignore_subscribe_messages=True, timeout=POLL_SECONDS
-                    )
-                    if message is not None and message.get("type") == "message":
-                        self._handle(message["data"])
-                        await asyncio.sleep(0)  # let socket writers drain between messages
+                await asyncio.wait_for(pubsub.aclose(), CONNECT_TIMEOUT)
             except (RedisError, OSError, TimeoutError) as exc:
-                self._subscribed.clear()
-                if self._error is None:
-                    log.warning("broadcast: lost %s; reconnecting", self._describe(exc))
-                self._error = f"subscription lost: {type(exc).__name__}"
-            finally:
-                try:
-                    await asyncio.wait_for(pubsub.aclose(), CONNECT_TIMEOUT)
-                except (RedisError, OSError, TimeoutError) as exc:
-                    log.debug("broadcast: closing the old subscription failed: %s", exc)
-            await asyncio.sleep(backoff)
-            backoff = min(MAX_BACKOFF, backoff * 2)
-
-    def _handle(self, data: bytes) -> None:
-        try:
-            message = _decoder.decode(data)
-        except msgspec.DecodeError as exc:
-            log.warning("broadcast: ignoring a malformed message on %s: %s", self.channel, exc)
-            return
-        if message.origin == self.origin or self._deliver is None:
-            return
-        try:
-            self._deliver(message)
-            self.delivered += 1
-        except Exception:
-            log.exception("broadcast: delivering a %s message failed", message.walker)
-
-
-def channel_for(app: AppContext) -> str:
-    """The pub/sub channel: JACSCALE_BROADCAST_CHANNEL, else one per app name."""
-    return os.environ.get("JACSCALE_BROADCAST_CHANNEL") or (
-        f"jacscale:broadcast:{app.settings.app_path.stem}"
-    )
+                log.debug("broadcast: closing the old subscription failed: %s", exc)
 
 
 @hookimpl
