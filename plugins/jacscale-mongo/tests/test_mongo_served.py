@@ -21,6 +21,7 @@ from jacscale_mongo.testing import FakeMongoServer
 from pymongo import MongoClient
 
 from jacscale_core.testing import TestApp, free_port, running_server
+from jacscale_core.testing.served import reports, sign_up, write_through_outage
 
 # The repository's example programs (data for these tests, nothing imported).
 REPO = Path(__file__).resolve().parents[3]
@@ -41,21 +42,6 @@ def open_db(uri: str, name: str) -> Any:
     """A PyMongo handle on the database, to look at what the app wrote."""
     client: MongoClient[dict[str, Any]] = MongoClient(uri, serverSelectionTimeoutMS=2000)
     return client[name]
-
-
-def sign_up(client: httpx.Client | Any, email: str) -> dict[str, str]:
-    """Register and log in; the Authorization header."""
-    r = client.post("/user/register", json={"email": email, "password": PASSWORD})
-    assert r.status_code == 201, r.text
-    r = client.post("/user/login", json={"email": email, "password": PASSWORD})
-    assert r.status_code == 200, r.text
-    return {"Authorization": f"Bearer {r.json()['access_token']}"}
-
-
-def reports(response: Any) -> list[Any]:
-    """The envelope's reports (fails the test on a non-200 answer)."""
-    assert response.status_code == 200, response.text
-    return list(response.json()["data"]["reports"])
 
 
 def test_todo_app_users_and_api_keys_live_in_mongodb(
@@ -157,52 +143,11 @@ def test_killed_mid_load_and_restarted_loses_no_acknowledged_write(
         with httpx.Client(base_url=base, timeout=30) as sync_client:
             headers = sign_up(sync_client, "loader@example.com")
 
-        acked: list[str] = []
-        statuses: list[int] = []
-        phase = {"restarted": False, "after": 0}
-        warmed_up = asyncio.Event()
-
-        async def writer(client: httpx.AsyncClient, lane: int) -> None:
-            for i in range(10_000):
-                title = f"lane{lane}-{i}"
-                try:
-                    r = await client.post(
-                        "/walker/add_todo", json={"title": title}, headers=headers
-                    )
-                except httpx.HTTPError:
-                    statuses.append(0)
-                    continue
-                statuses.append(r.status_code)
-                if r.status_code == 200:
-                    acked.append(title)
-                    if len(acked) >= 30:
-                        warmed_up.set()
-                    if phase["restarted"]:
-                        phase["after"] += 1
-                        if phase["after"] >= 20:
-                            return
-                else:
-                    assert r.status_code >= 500, r.text  # never a 4xx for a server outage
-                    await asyncio.sleep(0.05)
-
-        async def chaos() -> None:
-            await warmed_up.wait()
-            await asyncio.to_thread(fresh_mongo.stop)  # killed mid-load
-            await asyncio.sleep(1.5)
-            await asyncio.to_thread(fresh_mongo.start)
-            phase["restarted"] = True
-
-        async def load() -> None:
-            limits = httpx.Limits(max_keepalive_connections=0)
-            async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
-                await asyncio.wait_for(
-                    asyncio.gather(chaos(), *(writer(client, lane) for lane in range(4))), 90
-                )
-
-        asyncio.run(load())
-        assert any(s >= 500 or s == 0 for s in statuses), "the outage hit no request"
-        listed = httpx.post(base + "/walker/list_todos", headers=headers, timeout=30)
-        stored = {t["title"] for t in reports(listed)[0]}
-        lost = [t for t in acked if t not in stored]
-        assert not lost, f"{len(lost)} acknowledged writes lost: {lost[:5]}"
+        load = write_through_outage(
+            base, headers, stop=fresh_mongo.stop, start=fresh_mongo.start, down_seconds=1.5,
+            timeout=90,
+        )  # fmt: skip
+        assert any(s >= 500 or s == 0 for s in load.statuses), "the outage hit no request"
+        assert all(s >= 500 for s in load.refused.values()), load.refused  # never a 4xx
+        assert not load.lost, f"{len(load.lost)} acknowledged writes lost: {load.lost[:5]}"
         assert httpx.get(base + "/readyz", timeout=10).status_code == 200

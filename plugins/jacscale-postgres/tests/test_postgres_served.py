@@ -25,6 +25,7 @@ from jacscale_postgres.testing import PostgresServer
 from websockets.sync.client import connect
 
 from jacscale_core.testing import TestApp, free_port, running_server
+from jacscale_core.testing.served import reports, sign_up, write_through_outage
 
 # The repository's example programs (data for these tests, nothing imported).
 REPO = Path(__file__).resolve().parents[3]
@@ -48,21 +49,6 @@ def app_with_toml(tmp: Path, app: Path, toml: str) -> Path:
     shutil.copy(app, folder / app.name)
     (folder / "jac.toml").write_text(toml)
     return folder / app.name
-
-
-def sign_up(client: httpx.Client | Any, email: str) -> dict[str, str]:
-    """Register and log in; the Authorization header."""
-    r = client.post("/user/register", json={"email": email, "password": PASSWORD})
-    assert r.status_code == 201, r.text
-    r = client.post("/user/login", json={"email": email, "password": PASSWORD})
-    assert r.status_code == 200, r.text
-    return {"Authorization": f"Bearer {r.json()['access_token']}"}
-
-
-def reports(response: Any) -> list[Any]:
-    """The envelope's reports (fails the test on a non-200 answer)."""
-    assert response.status_code == 200, response.text
-    return list(response.json()["data"]["reports"])
 
 
 def titles(client: httpx.Client | Any, headers: dict[str, str]) -> list[str]:
@@ -225,58 +211,14 @@ def test_killed_mid_load_loses_no_acknowledged_write_and_refuses_none_that_commi
         with httpx.Client(base_url=base, timeout=30) as sync_client:
             headers = sign_up(sync_client, "loader@example.com")
 
-        acked: list[str] = []
-        refused: list[str] = []
-        statuses: list[int] = []
-        phase = {"restarted": False, "after": 0}
-        warmed_up = asyncio.Event()
-
-        async def writer(client: httpx.AsyncClient, lane: int) -> None:
-            for i in range(10_000):
-                title = f"lane{lane}-{i}"
-                try:
-                    r = await client.post(
-                        "/walker/add_todo", json={"title": title}, headers=headers
-                    )
-                except httpx.HTTPError:
-                    statuses.append(0)
-                    continue
-                statuses.append(r.status_code)
-                if r.status_code == 200:
-                    acked.append(title)
-                    if len(acked) >= 30:
-                        warmed_up.set()
-                    if phase["restarted"]:
-                        phase["after"] += 1
-                        if phase["after"] >= 20:
-                            return
-                else:
-                    assert r.status_code == 503, r.text  # an outage is never a 4xx or a 500
-                    refused.append(title)
-                    await asyncio.sleep(0.05)
-
-        async def chaos() -> None:
-            await warmed_up.wait()
-            await asyncio.to_thread(fresh_postgres.kill)  # SIGKILL, every backend with it
-            # Down longer than the pool's 5 s wait: requests in that window must fail.
-            await asyncio.sleep(7.0)
-            await asyncio.to_thread(fresh_postgres.start)  # crash recovery
-            phase["restarted"] = True
-
-        async def load() -> None:
-            limits = httpx.Limits(max_keepalive_connections=0)
-            async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
-                await asyncio.wait_for(
-                    asyncio.gather(chaos(), *(writer(client, lane) for lane in range(4))), 120
-                )
-
-        asyncio.run(load())
-        assert refused, f"the outage hit no request: {sorted(set(statuses))}"
-        listed = httpx.post(base + "/walker/list_todos", headers=headers, timeout=30)
-        stored = {t["title"] for t in reports(listed)[0]}
-        lost = [t for t in acked if t not in stored]
-        assert not lost, f"{len(lost)} acknowledged writes lost: {lost[:5]}"
-        committed_but_refused = [t for t in refused if t in stored]
+        # Down longer than the pool's 5 s wait: requests in that window must fail.
+        load = write_through_outage(
+            base, headers, stop=fresh_postgres.kill, start=fresh_postgres.start, down_seconds=7.0,
+        )  # SIGKILL, every backend with it; then crash recovery
+        assert load.refused, f"the outage hit no request: {sorted(set(load.statuses))}"
+        assert set(load.refused.values()) == {503}, load.refused  # never a 4xx or a 500
+        assert not load.lost, f"{len(load.lost)} acknowledged writes lost: {load.lost[:5]}"
+        committed_but_refused = [t for t in load.refused if t in load.stored]
         assert not committed_but_refused, committed_but_refused
         assert httpx.get(base + "/readyz", timeout=10).status_code == 200
 

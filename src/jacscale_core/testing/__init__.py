@@ -3,7 +3,8 @@
 For plugin authors: `store_contract` (the graph-store contract suite: star-import
 it into a test module that defines a `store_factory` fixture), `header_auth`
 (`HeaderAuth`, an authentication plugin for tests) and `memory_docs`
-(`MemoryDocs`, an in-memory DocumentStore). The scheduler's job-store contract
+(`MemoryDocs`, an in-memory DocumentStore), `served` (`sign_up`, `reports`, and
+`write_through_outage`: the store taken down and back under concurrent writes). The scheduler's job-store contract
 lives with the scheduler extension (its `testing` module), beside the types it checks.
 
 - `TestApp(app_path, data_dir, env=...)`: in-process, a Starlette TestClient with
