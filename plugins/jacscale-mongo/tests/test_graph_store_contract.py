@@ -24,7 +24,7 @@ from pymongo import MongoClient
 from jacscale_core.store import RecordWrite, StoreUnavailable, WriteConflict
 from jacscale_core.testing import free_port
 from jacscale_core.testing.store_contract import *  # noqa: F403 - the contract's tests run here
-from jacscale_core.testing.store_contract import StoreFactory
+from jacscale_core.testing.store_contract import StoreFactory, closing_factory, node
 
 
 def with_database(uri: str, name: str) -> str:
@@ -59,27 +59,13 @@ def db_uri(mongo_base_uri: str) -> Iterator[str]:
 @pytest.fixture
 def store_factory(db_uri: str) -> Iterator[StoreFactory]:
     """Opens stores on one database: two calls behave like two processes."""
-    opened: list[MongoGraphStore] = []
-
-    def open_store() -> MongoGraphStore:
-        store = MongoGraphStore(db_uri)
-        opened.append(store)
-        return store
-
-    yield open_store
-    for store in opened:
-        store.close()
+    yield from closing_factory(lambda: MongoGraphStore(db_uri))
 
 
 @pytest.fixture
 def store(store_factory: Callable[[], MongoGraphStore]) -> MongoGraphStore:
     """One store on a fresh database."""
     return store_factory()
-
-
-def node(edges: tuple[uuid.UUID, ...] = (), state: bytes = b"s0") -> RecordWrite:
-    """A create write for a new node."""
-    return RecordWrite(op="create", id=uuid.uuid4(), kind="node", state=state, edges=edges)
 
 
 # --------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from jacscale_core.config import ConfigError
 from jacscale_core.store import RecordWrite, WriteConflict
 from jacscale_core.testing import free_port
 from jacscale_core.testing.store_contract import *  # noqa: F403 - the contract's tests run here
-from jacscale_core.testing.store_contract import StoreFactory
+from jacscale_core.testing.store_contract import StoreFactory, closing_factory, node
 
 
 @pytest.fixture
@@ -33,27 +33,13 @@ def db_url(postgres_server: PostgresServer) -> str:
 @pytest.fixture
 def store_factory(db_url: str) -> Iterator[StoreFactory]:
     """Opens stores on one database: two calls behave like two servers."""
-    opened: list[PostgresGraphStore] = []
-
-    def open_store() -> PostgresGraphStore:
-        store = PostgresGraphStore(db_url, pool_size=4)
-        opened.append(store)
-        return store
-
-    yield open_store
-    for store in opened:
-        store.close()
+    yield from closing_factory(lambda: PostgresGraphStore(db_url, pool_size=4))
 
 
 @pytest.fixture
 def store(store_factory: Callable[[], PostgresGraphStore]) -> PostgresGraphStore:
     """One store on a fresh database."""
     return store_factory()
-
-
-def node(edges: tuple[uuid.UUID, ...] = (), state: bytes = b"s0") -> RecordWrite:
-    """A create of a node with `edges`."""
-    return RecordWrite(op="create", id=uuid.uuid4(), kind="node", state=state, edges=edges)
 
 
 def test_schema_is_versioned_and_migrated_once_by_concurrent_servers(db_url: str) -> None:

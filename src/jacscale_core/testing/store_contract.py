@@ -5,12 +5,18 @@ opens a store over the same backing data each time it is called (two calls = two
 processes sharing it):
 
     from jacscale_core.testing.store_contract import *  # noqa: F403 - the contract's tests
+
+    @pytest.fixture
+    def store_factory(db_url: str) -> Iterator[StoreFactory]:
+        yield from closing_factory(lambda: MyStore(db_url))
+
+`node()` makes a create write for the store's own tests.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -23,6 +29,26 @@ StoreFactory = Callable[[], GraphStore]
 def version_of(outcome: AnchorRecord | int | None) -> int | None:
     """A store reports a new record or just its version (see GraphStore.apply)."""
     return outcome.version if isinstance(outcome, AnchorRecord) else outcome
+
+
+def closing_factory[S: GraphStore](open_store: Callable[[], S]) -> Iterator[Callable[[], S]]:
+    """The body of a `store_factory` fixture: stores opened by `open_store` (each call one
+    more "process" on the same data), every one closed after the test."""
+    opened: list[S] = []
+
+    def open_one() -> S:
+        store = open_store()
+        opened.append(store)
+        return store
+
+    yield open_one
+    for store in opened:
+        store.close()
+
+
+def node(edges: tuple[uuid.UUID, ...] = (), state: bytes = b"s0") -> RecordWrite:
+    """A create write for a new node with `edges`."""
+    return RecordWrite(op="create", id=uuid.uuid4(), kind="node", state=state, edges=edges)
 
 
 def _node(edges: tuple[uuid.UUID, ...] = (), is_root: bool = False) -> RecordWrite:
