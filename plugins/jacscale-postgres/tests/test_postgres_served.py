@@ -15,6 +15,8 @@ import secrets
 import shutil
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +151,20 @@ def _lock_every_anchor(url: str, hold: threading.Event, locked: threading.Event)
         hold.wait(30)
 
 
+@contextmanager
+def every_anchor_locked(url: str) -> Iterator[None]:
+    """Another connection holds a row lock on every anchor for the block."""
+    hold, locked = threading.Event(), threading.Event()
+    locker = threading.Thread(target=_lock_every_anchor, args=(url, hold, locked))
+    locker.start()
+    try:
+        assert locked.wait(10)
+        yield
+    finally:
+        hold.set()
+        locker.join(10)
+
+
 def test_an_exhausted_pool_waits_a_bounded_time_then_answers_503(
     postgres_server: PostgresServer, tmp_path: Path
 ) -> None:
@@ -156,23 +172,20 @@ def test_an_exhausted_pool_waits_a_bounded_time_then_answers_503(
     app = app_with_toml(tmp_path, TODO, POOL_TOML)
     with TestApp(app, tmp_path / "data", env=env_for(url)) as client:
         reports(client.post("/walker/increment"))
-        hold, locked = threading.Event(), threading.Event()
-        locker = threading.Thread(target=_lock_every_anchor, args=(url, hold, locked))
-        locker.start()
-        assert locked.wait(10)
         first: list[httpx.Response] = []
-        # This request takes the only connection and waits for the row lock.
-        blocked = threading.Thread(target=lambda: first.append(client.post("/walker/increment")))
-        blocked.start()
-        time.sleep(0.5)
-        started = time.monotonic()
-        r = client.post("/walker/increment")
-        waited = time.monotonic() - started
-        assert r.status_code == 503, r.text
-        assert "no free connection" in r.json()["error"]["message"]
-        assert waited < 5
-        hold.set()
-        locker.join(10)
+        with every_anchor_locked(url):
+            # This request takes the only connection and waits for the row lock.
+            blocked = threading.Thread(
+                target=lambda: first.append(client.post("/walker/increment"))
+            )
+            blocked.start()
+            time.sleep(0.5)
+            started = time.monotonic()
+            r = client.post("/walker/increment")
+            waited = time.monotonic() - started
+            assert r.status_code == 503, r.text
+            assert "no free connection" in r.json()["error"]["message"]
+            assert waited < 5
         blocked.join(30)
         assert reports(first[0]) == [2]  # the waiting request went through once the lock went
         assert reports(client.post("/walker/increment")) == [3]
@@ -191,13 +204,8 @@ def test_a_statement_over_its_timeout_answers_503_and_writes_nothing(
     app = app_with_toml(tmp_path, TODO, TIMEOUT_TOML)
     with TestApp(app, tmp_path / "data", env=env_for(url)) as client:
         reports(client.post("/walker/increment"))
-        hold, locked = threading.Event(), threading.Event()
-        locker = threading.Thread(target=_lock_every_anchor, args=(url, hold, locked))
-        locker.start()
-        assert locked.wait(10)
-        r = client.post("/walker/increment")
-        hold.set()
-        locker.join(10)
+        with every_anchor_locked(url):
+            r = client.post("/walker/increment")
         assert r.status_code == 503, r.text
         assert "took too long" in r.json()["error"]["message"]
         assert reports(client.post("/walker/increment")) == [2]  # the timed-out one left nothing
