@@ -2,8 +2,8 @@
 
 Each installed server serves the same program over a real socket: walkers,
 request ids, body limits (413 from Content-Length and from a chunked body),
-WebSockets, Server-Sent Events. The longer socket tests (shutdown, the
-WebSocket suite, streaming, multi-worker) are parametrized over the servers in
+WebSockets, Server-Sent Events. The longer socket tests (shutdown, streaming,
+multi-worker, connection hardening) run once per server where the servers differ, in
 their own modules.
 """
 

@@ -1,6 +1,6 @@
 """Generators stream as Server-Sent Events over real sockets (tests/apps/stream_app.jac).
 
-Under `jacscale serve` with 1 and 4 workers and under `jac start`: frames, the
+Under `jacscale serve` (each server, one worker) and `jac start` (1 and 4 workers): frames, the
 end and error events, incremental delivery, disconnects stopping the generator,
 what a stream saves, the JSON fallback, WebSocket frames and the time limits.
 """
@@ -75,14 +75,13 @@ def wait_for_file(path: Path, seconds: float = 30.0) -> str:
 
 @pytest.fixture(
     scope="module",
-    params=[("hypercorn", 1), ("hypercorn", 4), ("uvicorn", 1), ("granian", 1)],
-    ids=["1-worker", "4-workers", "uvicorn", "granian"],
+    params=[("uvicorn", 1), ("hypercorn", 1), ("granian", 1)],
+    ids=["uvicorn", "hypercorn", "granian"],
 )
 def base(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`jacscale serve` of the stream app: hypercorn with 1 and 4 workers, uvicorn, granian."""
+    """`jacscale serve` of the stream app under each server (workers: tests/test_multiworker.py)."""
     server, workers = request.param
     data = tmp_path_factory.mktemp(f"stream-{server}-{workers}")
-    # Four workers each load the program: give a loaded machine time to start them.
     env = {"JACSCALE_SERVER": server}
     with running_server(APP, data, workers=workers, env=env, start_timeout=240) as url:
         yield url

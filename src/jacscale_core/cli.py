@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-format", choices=["human", "json"], default=None)
     serve.add_argument(
         "--server", choices=["hypercorn", "uvicorn", "granian"], default=None,
-        help="HTTP server (JACSCALE_SERVER; default hypercorn)",
+        help="HTTP server (JACSCALE_SERVER; default uvicorn)",
     )  # fmt: skip
     serve.set_defaults(func=_serve)
 
