@@ -32,14 +32,8 @@ from jacscale_core.data_scan import log_unloadable_records
 from jacscale_core.errors import ApiError
 from jacscale_core.executor import Executor
 from jacscale_core.http_endpoints import endpoint_routes, error_response
-from jacscale_core.http_guards import SlowBodyMiddleware
 from jacscale_core.memory import SharedTier
-from jacscale_core.middleware import (
-    BodyLimitMiddleware,
-    CrashMiddleware,
-    RequestIdMiddleware,
-    request_id_of,
-)
+from jacscale_core.middleware import KernelLayer, request_id_of
 from jacscale_core.plugins import (
     await_me_maybe,
     check_hookimpls,
@@ -49,7 +43,6 @@ from jacscale_core.plugins import (
 from jacscale_core.program import Program, load_program
 from jacscale_core.routing import IndexedRouter
 from jacscale_core.schema import Schema
-from jacscale_core.shutdown import CloseWhenDraining
 
 log = logging.getLogger("jacscale")
 
@@ -213,24 +206,20 @@ def create_app(
         routes.extend(contribution or [])
     routes.extend(endpoint_routes(ctx))
 
-    middleware = [
-        Middleware(RequestIdMiddleware),
-        Middleware(CloseWhenDraining, ctx=ctx),
-        Middleware(CrashMiddleware, scrub=ctx.scrub),
-        Middleware(
-            SlowBodyMiddleware,
-            grace_seconds=ctx.settings.server.body_timeout_seconds,
-            min_bytes_per_second=ctx.settings.server.min_body_bytes_per_second,
-        ),
-    ]
-    # Plugin middleware (access log, metrics, ...) sees every request, 413s included.
+    # Plugin middleware (access log, metrics, ...) runs outside the kernel's one
+    # layer, so it sees every answer that layer gives (413, 408, 400, the 500 envelope).
+    middleware: list[Middleware] = []
     for contribution in ctx.pm.hook.jacscale_middleware(app=ctx):
         middleware.extend(contribution or [])
     middleware.append(
         Middleware(
-            BodyLimitMiddleware,
+            KernelLayer,
+            ctx=ctx,
+            scrub=ctx.scrub,
             max_body_bytes=ctx.settings.api.max_body_bytes,
             max_upload_bytes=max(MAX_UPLOAD_BYTES, ctx.settings.api.max_body_bytes),
+            grace_seconds=ctx.settings.server.body_timeout_seconds,
+            min_bytes_per_second=ctx.settings.server.min_body_bytes_per_second,
         )
     )
     api = ctx.settings.api

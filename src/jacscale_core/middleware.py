@@ -1,17 +1,47 @@
-"""ASGI middleware the kernel always installs: request and trace ids, body size limits."""
+"""The kernel's one ASGI layer around every HTTP request and WebSocket.
+
+`KernelLayer` does, with one pass over the headers, one wrapper of `send` and
+one of `receive`:
+
+- request and trace ids: a sane `X-Request-Id` is kept, else one is made; a sane
+  `X-Trace-Id` (jac-scale's correlation header) is kept for the access log; both
+  are echoed on every response, with `X-Content-Type-Options: nosniff`;
+- once shutdown began, every response carries `Connection: close`, so a client on
+  a kept-alive connection sends its next request on a new connection;
+- ambiguous framing: a request with both `Content-Length` and `Transfer-Encoding`
+  is refused with 400 and the connection closed (a proxy in front may have read
+  it the other way: request smuggling);
+- body limits: a `Content-Length` over the limit is refused with 413 before the
+  app reads anything; chunked bodies are counted as they arrive.
+  multipart/form-data (file uploads) has its own, larger limit;
+- slow bodies: after a grace period (`body_timeout_seconds`) a body must average
+  at least `min_body_bytes_per_second` since the request began, else 408 and the
+  connection is closed (a client dribbling a byte every few seconds cannot hold
+  a connection and a worker's memory for minutes);
+- crashes: an unhandled exception becomes the error envelope (500, or the status
+  its `api_code` names); the operator's log gets the traceback, the client the
+  exception's type and message with server paths removed, never a traceback.
+
+Plugin middleware (`jacscale_middleware`) runs outside this layer, so it sees
+each of these answers as the response it is.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import re
-import uuid
+import time
 from collections.abc import Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jacscale_core import codec
+from jacscale_core.context import AppContext
 from jacscale_core.errors import ApiError
+from jacscale_core.shutdown import DRAINING_KEY
 
 log = logging.getLogger("jacscale")
 
@@ -19,13 +49,14 @@ REQUEST_ID_HEADER = b"x-request-id"
 # Browsers must not guess another type than the one declared (no MIME sniffing).
 NOSNIFF = (b"x-content-type-options", b"nosniff")
 TRACE_ID_HEADER = b"x-trace-id"
+CONNECTION_CLOSE = (b"connection", b"close")
 # A sane id: 1-128 characters of letters, digits and `. _ : -` (UUIDs, W3C trace
 # ids, most tracers' formats). Nothing that could split a log line or a header.
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 def request_id_of(scope: Scope) -> str:
-    """The id of the request in `scope` (set by RequestIdMiddleware)."""
+    """The id of the request in `scope` (set by KernelLayer)."""
     return str(scope.get("state", {}).get("request_id", "")) or "-"
 
 
@@ -41,149 +72,196 @@ def _sane_id(value: bytes) -> str:
     return text if _VALID_ID.match(text) else ""
 
 
-class RequestIdMiddleware:
-    """Accept a sane `X-Request-Id` or make one; echo it on every response.
+class _TooLarge(Exception):
+    """The body grew past the limit (raised out of `receive`, turned into a 413)."""
 
-    A sane `X-Trace-Id` (jac-scale's correlation header) is kept in the scope for
-    the access log and echoed too; one that is not sane is dropped, not echoed.
+    api_code = "PAYLOAD_TOO_LARGE"
 
-    Every response also gets `X-Content-Type-Options: nosniff` here (the same
-    wrapper of `send`).
-    """
 
-    def __init__(self, app: ASGIApp) -> None:
+class _TooSlow(Exception):
+    """The body stopped arriving (raised out of `receive`, turned into a 408)."""
+
+    api_code = "REQUEST_TIMEOUT"
+
+
+class KernelLayer:
+    """Request ids, drain, framing, body limits, slow bodies and the error envelope (module doc)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        ctx: AppContext,
+        scrub: Callable[[str], str],
+        max_body_bytes: int,
+        max_upload_bytes: int,
+        grace_seconds: float,
+        min_bytes_per_second: float,
+    ) -> None:
         self.app = app
+        self.state = ctx.state
+        self.scrub = scrub
+        self.max_body = max_body_bytes
+        self.max_upload = max_upload_bytes
+        self.grace = grace_seconds
+        self.rate = min_bytes_per_second
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
-            await self.app(scope, receive, send)
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
             return
-        rid = trace = None
-        for key, value in scope.get("headers", []):
-            if key == REQUEST_ID_HEADER and rid is None:
+        if kind == "websocket":
+            rid = trace = ""
+            for key, value in scope.get("headers", ()):
+                if key == REQUEST_ID_HEADER and not rid:
+                    rid = _sane_id(value)
+                elif key == TRACE_ID_HEADER and not trace:
+                    trace = _sane_id(value)
+            state = scope.setdefault("state", {})
+            state["request_id"] = rid or os.urandom(16).hex()
+            if trace:
+                state["trace_id"] = trace
+        await self.app(scope, receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        rid = trace = ""
+        length: bytes | None = None
+        ctype = b""
+        chunked = False
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                length = value
+            elif key == b"content-type":
+                ctype = value
+            elif key == b"transfer-encoding":
+                chunked = True
+            elif key == REQUEST_ID_HEADER and not rid:
                 rid = _sane_id(value)
-            elif key == TRACE_ID_HEADER and trace is None:
+            elif key == TRACE_ID_HEADER and not trace:
                 trace = _sane_id(value)
-        rid = rid or uuid.uuid4().hex
+        rid = rid or os.urandom(16).hex()
         state = scope.setdefault("state", {})
         state["request_id"] = rid
-        echoed = [(REQUEST_ID_HEADER, rid.encode())]
+        echoed = [(REQUEST_ID_HEADER, rid.encode()), NOSNIFF]
         if trace:
             state["trace_id"] = trace
             echoed.append((TRACE_ID_HEADER, trace.encode()))
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *echoed, NOSNIFF]
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
-
-
-class CrashMiddleware:
-    """Turn an unhandled exception into the 500 error envelope (inside the request id).
-
-    The operator's log gets the traceback; the client gets the exception's type
-    and message with server paths removed (`scrub`), never a traceback.
-    """
-
-    def __init__(self, app: ASGIApp, scrub: Callable[[str], str]) -> None:
-        self.app = app
-        self.scrub = scrub
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+        draining = self.state
         started = False
 
-        async def tracking_send(message: Message) -> None:
+        async def kernel_send(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
+                headers = message.get("headers", [])
+                if draining.get(DRAINING_KEY):
+                    headers = [(k, v) for k, v in headers if k.lower() != b"connection"]
+                    headers.append(CONNECTION_CLOSE)
+                message["headers"] = [*headers, *echoed]
             await send(message)
 
+        if length is not None and chunked:
+            await _answer(kernel_send, rid, ApiError(
+                "BAD_REQUEST",
+                "A request must not carry both Content-Length and Transfer-Encoding",
+                details=[{"loc": ["header", "transfer-encoding"],
+                          "msg": "Conflicts with Content-Length", "type": "framing"}],
+            ), close=True)  # fmt: skip
+            return
+        upload = ctype[:19].lower() == b"multipart/form-data"
+        limit = self.max_upload if upload else self.max_body
+        if length is not None and length.isdigit() and int(length) > limit:
+            await _answer(kernel_send, rid, _too_large(limit), close=True)
+            return
+        grace, rate = self.grace, self.rate
+        began = time.monotonic()
+        received = 0
+        complete = False
+
+        async def kernel_receive() -> Message:
+            nonlocal received, complete
+            if complete:  # the body is in: what follows is only the disconnect
+                return await receive()
+            if grace > 0:
+                allowed = grace + (received / rate if rate > 0 else float("inf"))
+                message = await _receive_within(receive, began + allowed - time.monotonic())
+            else:
+                message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _TooLarge()
+                complete = not message.get("more_body", False)
+            return message
+
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, kernel_receive, kernel_send)
+        except _TooLarge:
+            if not started:
+                await _answer(kernel_send, rid, _too_large(limit), close=True)
+        except _TooSlow:
+            if started:
+                raise
+            await _answer(kernel_send, rid, ApiError(
+                "REQUEST_TIMEOUT",
+                f"The request body arrived too slowly (under {rate:g} bytes/s after {grace:g}s)",
+                status=408,
+            ), close=True)  # fmt: skip
         except Exception as exc:
             # Exceptions may name the answer they deserve (`api_code = "BAD_REQUEST"`).
             code = getattr(exc, "api_code", None) or "EXECUTION_ERROR"
             err = ApiError(code, self.scrub(f"{type(exc).__name__}: {exc}"))
             if err.status < 500:  # the client's mistake: one line, no traceback to flood the log
-                log.info("request %s refused: %s", request_id_of(scope), err.message)
+                log.info("request %s refused: %s", rid, err.message)
             else:
-                log.error("request %s failed: %s", request_id_of(scope), exc, exc_info=exc)
+                log.error("request %s failed: %s", rid, exc, exc_info=exc)
             if started:
                 raise
-            body = codec.encode(codec.error_envelope(err, request_id_of(scope)))
-            headers: list[Any] = [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ]
-            await send({"type": "http.response.start", "status": err.status, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
+            await _answer(kernel_send, rid, err, close=False)
 
 
-class BodyLimitMiddleware:
-    """Refuse bodies over the limit with 413 before the app reads them all.
+async def _receive_within(receive: Receive, seconds: float) -> Message:
+    """`await receive()`, or raise _TooSlow after `seconds`.
 
-    `Content-Length` is checked up front; chunked bodies are counted as they
-    arrive. multipart/form-data (file uploads) has its own, larger limit.
+    What `asyncio.timeout` does, with one timer handle instead of its context
+    manager (a tenth of a trivial request's middleware cost): the timer cancels
+    this task; a cancellation it caused becomes _TooSlow, any other propagates.
     """
+    if seconds == float("inf"):
+        return await receive()
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    fired = False
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, max_upload_bytes: int) -> None:
-        self.app = app
-        self.max_body = max_body_bytes
-        self.max_upload = max_upload_bytes
+    def expire() -> None:
+        nonlocal fired
+        fired = True
+        task.cancel()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers", []))
-        ctype = headers.get(b"content-type", b"").decode("latin-1").lower()
-        limit = self.max_upload if ctype.startswith("multipart/form-data") else self.max_body
-        length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            await _reject(scope, send, limit)
-            return
-        seen = 0
-        response_started = False
-
-        async def limited_receive() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise _TooLarge(limit)
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal response_started
-            if message["type"] == "http.response.start":
-                response_started = True
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not response_started:
-                await _reject(scope, send, limit)
+    handle = loop.call_later(max(seconds, 0.0), expire)
+    try:
+        return await receive()
+    except asyncio.CancelledError:
+        if fired and task.uncancel() == 0:
+            raise _TooSlow() from None
+        raise
+    finally:
+        handle.cancel()
 
 
-class _TooLarge(Exception):
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"body over {limit} bytes")
+def _too_large(limit: int) -> ApiError:
+    return ApiError("PAYLOAD_TOO_LARGE", f"Request body is larger than {limit} bytes")
 
 
-async def _reject(scope: Scope, send: Send, limit: int) -> None:
-    err = ApiError("PAYLOAD_TOO_LARGE", f"Request body is larger than {limit} bytes")
-    body = codec.encode(codec.error_envelope(err, request_id_of(scope)))
+async def _answer(send: Send, rid: str, err: ApiError, close: bool) -> None:
+    """Send `err` as the error envelope (and `Connection: close` when the body was not read)."""
+    body = codec.encode(codec.error_envelope(err, rid))
     headers: list[Any] = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close"),
     ]
-    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    if close:
+        headers.append(CONNECTION_CLOSE)
+    await send({"type": "http.response.start", "status": err.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
