@@ -83,9 +83,12 @@ def _usable(rec: dict[str, Any] | None) -> dict[str, Any] | None:
     return summary
 
 
-def _ceiling(results: dict[str, Any]) -> dict[str, Any] | None:
+CEILINGS = ("ceiling", "hc_ceiling")  # the run's server's, hypercorn's
+
+
+def _ceiling(results: dict[str, Any], key: str = "ceiling") -> dict[str, Any] | None:
     for entry in results["workloads"]:
-        if entry["key"] == "ceiling":
+        if entry["key"] == key:
             summary: dict[str, Any] | None = entry["servers"].get("ceiling", {}).get("summary")
             return summary
     return None
@@ -137,11 +140,18 @@ def markdown(results: dict[str, Any]) -> str:
             )
         )
         lines.append("")
+    hc_ceiling = _ceiling(results, "hc_ceiling")
     if ceiling:
         lines.append(
-            f"**Ceiling** (bare Starlette JSON route on hypercorn, no Jac): "
-            f"{rps_cell(ceiling)} req/s, p50 / p90 / p99 {latency_cell(ceiling)} ms. "
-            f"{meta.get('ceiling', '')}"
+            f"**Ceiling** (bare Starlette JSON route on {meta.get('server', 'hypercorn')}, "
+            f"no Jac): {rps_cell(ceiling)} req/s, p50 / p90 / p99 {latency_cell(ceiling)} ms"
+            + (
+                f"; on hypercorn {rps_cell(hc_ceiling)} req/s, p50 / p90 / p99 "
+                f"{latency_cell(hc_ceiling)} ms"
+                if hc_ceiling
+                else ""
+            )
+            + f". {meta.get('ceiling', '')}"
         )
         lines.append("")
     lines += [
@@ -158,7 +168,7 @@ def markdown(results: dict[str, Any]) -> str:
         return f"<sup>{len(notes)}</sup>"
 
     for entry in results["workloads"]:
-        if entry["key"] == "ceiling":
+        if entry["key"] in CEILINGS:
             continue
         if entry.get("skipped"):
             lines.append(f"| {entry['title']} | | skipped ({entry['skipped']}) | | | | | | |")
@@ -177,7 +187,17 @@ def markdown(results: dict[str, Any]) -> str:
             if name == "theirs" and entry.get("compare_with"):
                 ref = by_key.get(entry["compare_with"], {}).get("servers", {}).get("theirs", {})
                 summaries[name] = _usable(ref)
-                if entry["key"].startswith("pg_"):
+                if entry["key"].startswith("hc_"):
+                    cells[name] = (
+                        "see `"
+                        + entry["compare_with"]
+                        + "`"
+                        + note(
+                            f"{entry['title']}: the jac-scale column and the ratio use its "
+                            f"`{entry['compare_with']}` row, measured in the same rounds."
+                        )
+                    )
+                elif entry["key"].startswith("pg_"):
                     cells[name] = "n/a: no PostgreSQL" + note(
                         f"{entry['title']}: jac-scale 0.2.31 has no PostgreSQL store; its "
                         f"latency column and the ratio use its `{entry['compare_with']}` row."
@@ -216,9 +236,10 @@ def markdown(results: dict[str, Any]) -> str:
             peak = rec.get("peak_rss_mb") if rec else None
             rss[name] = f"{peak:,.0f}" if isinstance(peak, (int, float)) else "—"
         ours = summaries.get("ours")
+        own = hc_ceiling if entry["key"].startswith("hc_") else ceiling
         share = (
-            f"{100 * ours['rps'] / ceiling['rps']:.0f}%"
-            if ours and ceiling and ceiling["rps"] > 0 and entry.get("kind") == "http"
+            f"{100 * ours['rps'] / own['rps']:.0f}%"
+            if ours and own and own["rps"] > 0 and entry.get("kind") == "http"
             else "—"
         )
         lines.append(

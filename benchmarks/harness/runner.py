@@ -47,7 +47,7 @@ from harness.servers import (
     wait_until_idle,
 )
 from harness.stats import ratio, summarise_runs
-from harness.workloads import Workload, all_workloads, ceiling_workload
+from harness.workloads import Workload, all_workloads, ceiling_workload, hypercorn_workloads
 from jacscale_core.launch import DEFAULT_SERVER
 
 BENCH_DIR = Path(__file__).resolve().parent.parent
@@ -60,11 +60,24 @@ LABELS = {
     "ours_pg": "jacscale on PostgreSQL",
     "theirs": "jac-scale 0.2.31",
     "ceiling": "bare Starlette",
+    "ours_hc": "jacscale (ours) on hypercorn",
+    "ceiling_hc": "bare Starlette on hypercorn",
 }
+# Rows served by a variant fill the column of the server they stand for.
+COLUMN = {"ours_pg": "ours", "ours_hc": "ours", "ceiling_hc": "ceiling"}
+EXTRA_SERVERS = ("ceiling", "ceiling_hc", "ours_hc")  # started whenever a selected row names them
 RUN_OVERHEAD_S = 0.7  # process start, prepare, preflight per run (for the time estimate)
 SEED_S_PER_1000 = 2.5  # seeding cost estimate per 1,000 nodes (jac-scale is the slow one)
 REPORT_RESERVE_S = 25.0  # kept free at the end for stopping servers and writing reports
 SERVER = os.environ.get("JACSCALE_SERVER") or DEFAULT_SERVER  # ours and the ceiling run under it
+
+
+def run_workloads() -> list[Workload]:
+    """Every row of a run, in order: the ceiling, the workloads, hypercorn's rows."""
+    extra = hypercorn_workloads() if SERVER != "hypercorn" else []
+    return [ceiling_workload(), *all_workloads(), *extra]
+
+
 CEILING_NOTE = (
     "The ceiling is benchmarks/ceiling_app.py: a bare Starlette JSON route served by "
     f"{SERVER} the way `jacscale serve` serves one worker (our server has no bare route)."
@@ -157,7 +170,7 @@ class Bench:
         port = free_port()
         env = {"JWT_SECRET": self.jwt_secret, "PYTHONUNBUFFERED": "1"}
         cpus = self.server_cpus if workers == 1 else None
-        if name in ("ours", "ours_pg"):
+        if name in ("ours", "ours_pg", "ours_hc"):
             toml = (BENCH_DIR / "ours.jac.toml").read_text()
             app_dir = fresh_app_dir(WORK_DIR, tag, {"jac.toml": toml})
             venv_bin = Path(sys.executable).parent
@@ -174,9 +187,15 @@ class Bench:
             ]
             env["JAC_DATA_PATH"] = str(app_dir / "data")
             notes = ["jac.toml = benchmarks/ours.jac.toml (WebSocket per-client limits raised)"]
+            if name == "ours_hc":
+                env["JACSCALE_SERVER"] = "hypercorn"
+                cmd += ["--server", "hypercorn"]
+                notes.append("--server hypercorn")
             if name == "ours_pg":  # a fresh database on the run's PostgreSQL cluster
                 env["DATABASE_URL"] = self.postgres.fresh_database(tag.replace("-", "_"))
-                notes.append("DATABASE_URL: PostgreSQL 15 on loopback (fsync off), jacscale-postgres")
+                notes.append(
+                    "DATABASE_URL: PostgreSQL 15 on loopback (fsync off), jacscale-postgres"
+                )
             return ServerSpec(
                 name,
                 LABELS[name],
@@ -212,8 +231,9 @@ class Bench:
                 workers=1,
                 notes=["jac-scale 0.2.31 has no --host: jacscale_launch.py binds it to 127.0.0.1"],
             )
-        if name == "ceiling":
+        if name in ("ceiling", "ceiling_hc"):
             cmd = [sys.executable, str(BENCH_DIR / "ceiling_app.py"), "--port", str(port)]
+            env["JACSCALE_SERVER"] = "hypercorn" if name == "ceiling_hc" else SERVER
             return ServerSpec(
                 name,
                 LABELS[name],
@@ -421,8 +441,8 @@ class Bench:
             rec["error"] = slot.invalid or "no valid run"
         elif slot.invalid is not None:
             rec["warning"] = f"a run did not count: {slot.invalid}"
-        # The PostgreSQL rows fill the "ours" column (their titles say PostgreSQL).
-        slot.entry["servers"]["ours" if slot.name == "ours_pg" else slot.name] = rec
+        # The PostgreSQL and hypercorn rows fill the "ours" column (their titles say so).
+        slot.entry["servers"][COLUMN.get(slot.name, slot.name)] = rec
 
     @staticmethod
     def new_entry(wl: Workload) -> dict[str, Any]:
@@ -455,7 +475,7 @@ class Bench:
             for name in each.servers:
                 if name in procs:
                     slots.append(Slot(entry, name, procs[name], apis[name], each))
-                elif name in self.s.servers or name == "ceiling":
+                elif name in self.s.servers or name in EXTRA_SERVERS:
                     entry["servers"][name] = {"error": "server not running"}
         if not slots:
             return
@@ -557,11 +577,11 @@ class Bench:
             f"{self.load_cpus}; {self.s.runs} runs of {self.s.duration:g}s after a "
             f"{self.s.warmup:g}s warm-up"
         )
-        workloads = [wl for wl in [ceiling_workload(), *all_workloads()] if self.s.selected(wl)]
+        workloads = [wl for wl in run_workloads() if self.s.selected(wl)]
         try:
             for phase, todo in self.sessions(workloads):
                 workers = todo[0].workers
-                wanted = [*self.s.servers, "ceiling"]
+                wanted = [*self.s.servers, *EXTRA_SERVERS]
                 names = [n for n in wanted if any(n in wl.servers for wl in todo)]
                 if not names:
                     continue
@@ -607,7 +627,7 @@ class Bench:
 
     def finish(self) -> None:
         """Add ratios, then write JSON, markdown, plots and (full runs) the README table."""
-        order = {wl.key: i for i, wl in enumerate([ceiling_workload(), *all_workloads()])}
+        order = {wl.key: i for i, wl in enumerate(run_workloads())}
         self.results["workloads"].sort(key=lambda e: order.get(e["key"], len(order)))
         self.results["meta"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
         if self.run_reading is not None:
@@ -635,7 +655,7 @@ def refresh_readme_workloads() -> None:
     """Rewrite the README's workload list from harness/workloads.py."""
     report.update_readme(
         BENCH_DIR / "README.md",
-        report.workloads_markdown([ceiling_workload(), *all_workloads()]),
+        report.workloads_markdown(run_workloads()),
         report.WORKLOADS_START,
         report.WORKLOADS_END,
     )

@@ -326,14 +326,45 @@ def _on_postgres(rows: list[Workload]) -> list[Workload]:
 
 
 def ceiling_workload() -> Workload:
-    """The bare Starlette JSON route (benchmarks/ceiling_app.py) under hypercorn."""
+    """The bare Starlette JSON route (benchmarks/ceiling_app.py) under the run's server."""
     return Workload(
         "ceiling",
         "bare Starlette JSON route (ceiling)",
-        "POST /ceiling on benchmarks/ceiling_app.py: Starlette + hypercorn, parse the JSON "
-        "body, answer JSON. No Jac at all: the most any walker request could reach.",
+        "POST /ceiling on benchmarks/ceiling_app.py: Starlette under the same server as "
+        "ours, parse the JSON body, answer JSON. No Jac at all: the most any walker "
+        "request could reach.",
         prepare=lambda api: HttpRequest("POST", "/ceiling", b'{"a": 1}', dict(JSON)),
         servers=("ceiling",),
         quick=True,
         paired_with="trivial",
     )
+
+
+def hypercorn_workloads() -> list[Workload]:
+    """The trivial walker and the ceiling again under hypercorn, alternating with `trivial`.
+
+    When the run's server is not hypercorn, these rows put hypercorn's numbers in
+    the same run (same machine, same minutes) as the default server's.
+    """
+    return [
+        Workload(
+            "hc_ceiling",
+            "hypercorn: bare Starlette JSON route (ceiling)",
+            "As `ceiling`, under hypercorn.",
+            prepare=lambda api: HttpRequest("POST", "/ceiling", b'{"a": 1}', dict(JSON)),
+            servers=("ceiling_hc",),
+            quick=True,
+            paired_with="trivial",
+        ),
+        Workload(
+            "hc_trivial",
+            "hypercorn: trivial :pub walker",
+            "As `trivial`, served by ours with `--server hypercorn`; the jac-scale column "
+            "is its `trivial` run (measured in the same rounds).",
+            prepare=_ping,
+            servers=("ours_hc",),
+            compare_with="trivial",
+            quick=True,
+            paired_with="trivial",
+        ),
+    ]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from harness.app import bench_app_source
-from harness.runner import Bench, Settings, parse_args
-from harness.workloads import all_workloads, ceiling_workload
+from harness.runner import SERVER, Bench, Settings, parse_args, run_workloads
+from harness.workloads import all_workloads, ceiling_workload, hypercorn_workloads
 
 
 def bench(*argv: str) -> Bench:
@@ -61,6 +61,18 @@ def test_the_ceiling_runs_alongside_the_trivial_walker() -> None:
     assert "trivial" in [wl.key for wl in all_workloads() if wl.phase == "read"]
 
 
+def test_hypercorn_rows_run_alongside_the_trivial_walker_in_the_same_run() -> None:
+    rows = hypercorn_workloads()
+    assert [(wl.key, wl.servers) for wl in rows] == [
+        ("hc_ceiling", ("ceiling_hc",)),
+        ("hc_trivial", ("ours_hc",)),
+    ]
+    assert all(wl.paired_with == "trivial" and wl.phase == "read" and wl.quick for wl in rows)
+    assert rows[1].compare_with == "trivial"
+    keys = [wl.key for wl in run_workloads()]
+    assert ("hc_trivial" in keys) == (SERVER != "hypercorn")
+
+
 def test_only_selects_and_names() -> None:
     b = bench("--only", "trivial,webhook")
     assert [wl.key for wl in all_workloads() if b.s.selected(wl)] == ["trivial", "webhook"]
@@ -99,7 +111,7 @@ def test_readme_workload_list_matches_the_definitions() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     start = readme.index(report.WORKLOADS_START) + len(report.WORKLOADS_START)
     end = readme.index(report.WORKLOADS_END)
-    expected = report.workloads_markdown([ceiling_workload(), *all_workloads()])
+    expected = report.workloads_markdown(run_workloads())
     assert readme[start:end].strip() == expected.strip(), (
         "README workload list is stale: run `.venv/bin/python benchmarks/run.py --refresh-readme`"
     )
