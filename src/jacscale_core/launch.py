@@ -201,6 +201,9 @@ def uvicorn_config(ctx: AppContext, app: Any, reload: bool = False) -> Any:
         loop=_loop_name(),
         http="httptools" if importlib.util.find_spec("httptools") is not None else "h11",
         ws="websockets-sansio" if importlib.util.find_spec("websockets") is not None else "wsproto",
+        # No permessage-deflate: it compressed each broadcast once per socket and kept
+        # a compressor per socket (docs/servers.md).
+        ws_per_message_deflate=False,
         lifespan="on",
         access_log=False,
         log_config=None,
