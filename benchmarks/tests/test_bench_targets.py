@@ -48,7 +48,7 @@ def target_line(md: list[str] | str, start: str) -> str:
 def test_all_targets_met() -> None:
     md = report.targets_markdown(
         results(
-            row("trivial", server(1200), server(100)),
+            row("trivial", server(1600), server(100)),
             row("create", server(1000), server(100)),
             row("list100", server(110), server(10)),
             row("bulk1000", server(4, p50=250.0), server(0.5, p50=1500.0)),
@@ -57,8 +57,8 @@ def test_all_targets_met() -> None:
     )
     assert md[0].startswith("**Targets**")
     trivial = target_line(md, "trivial")
-    assert "ours 1,200 req/s, jac-scale 100 req/s: **12.00×**" in trivial
-    assert "60% of the ceiling (2,000 req/s)" in trivial
+    assert "ours 1,600 req/s, jac-scale 100 req/s: **16.00×**" in trivial
+    assert "80% of the ceiling (2,000 req/s)" in trivial
     assert trivial.endswith("— **met**")
     assert target_line(md, "create").endswith("**10.00×** (10.00–10.00) — **met**")
     assert target_line(md, "list 100").endswith("**11.00×** (11.00–11.00) — **met**")
@@ -98,7 +98,7 @@ def test_targets_not_measured() -> None:
     # jac-scale; trivial measured but no ceiling row, and the ratio alone would pass.
     md = report.targets_markdown(
         results(
-            row("trivial", server(1100), server(100)),
+            row("trivial", server(1600), server(100)),
             row("create", server(500), {"error": "HTTP 500", "runs": []}),
             {"key": "list100", "title": "list100", "servers": {}, "skipped": "time budget"},
             ceiling=None,
@@ -112,6 +112,26 @@ def test_targets_not_measured() -> None:
     assert target_line(md, "1,000 children").endswith(": not measured in this run")
     assert target_line(md, "p99 latency").endswith(": not measured in this run")
     assert not any("**met**" in line or "**not met**" in line for line in md)
+
+
+def test_each_row_has_its_own_threshold_and_compared_rows_use_their_reference() -> None:
+    w2 = row("w2_trivial", server(1100), None)
+    w2["compare_with"] = "trivial"
+    md = report.targets_markdown(
+        results(
+            row("trivial", server(1200), server(100)),  # 12x: enough elsewhere, not here
+            row("ws_bcast_100", server(60), server(10)),  # 6x against a 5x target
+            row("ws_echo_100", server(900), server(100)),  # 9x against 10x
+            w2,
+        )
+    )
+    assert "**12.00×**" in target_line(md, "trivial") and "≥ 15×" in target_line(md, "trivial")
+    assert target_line(md, "trivial").endswith("— **not met**")
+    assert target_line(md, "WebSocket broadcast, 100").endswith("— **met**")
+    assert target_line(md, "WebSocket echo, 100").endswith("— **not met**")
+    workers = target_line(md, "--workers 2")
+    assert "ours 1,100 req/s, jac-scale 100 req/s: **11.00×**" in workers
+    assert workers.endswith("— **met**")
 
 
 def test_a_failed_part_decides_even_without_the_ceiling() -> None:
