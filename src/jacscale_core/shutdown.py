@@ -31,8 +31,6 @@ import signal
 from collections.abc import Awaitable, Callable
 from multiprocessing.synchronize import Event as EventType
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
 from jacscale_core.context import AppContext
 
 DRAIN_ENV = "JACSCALE_SHUTDOWN_DRAIN_SECONDS"
@@ -45,33 +43,6 @@ POLL_SECONDS = 0.1
 DRAINING_TIMEOUT_SECONDS = 10.0
 
 log = logging.getLogger("jacscale.server")
-
-
-class CloseWhenDraining:
-    """ASGI middleware: once shutdown began, every response carries `Connection: close`.
-
-    A client on a kept-alive connection then sends its next request on a new
-    connection (to another server, once readiness is false) instead of on one
-    this server is about to close under it.
-    """
-
-    def __init__(self, app: ASGIApp, ctx: AppContext) -> None:
-        self.app = app
-        self.ctx = ctx
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        state = self.ctx.state
-
-        async def closing_send(message: Message) -> None:
-            if message["type"] == "http.response.start" and state.get(DRAINING_KEY):
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"]
-                message["headers"] = [*headers, (b"connection", b"close")]
-            await send(message)
-
-        await self.app(scope, receive, closing_send)
 
 
 def drain_seconds(ctx: AppContext | None = None, env: dict[str, str] | None = None) -> float:
@@ -118,7 +89,8 @@ async def announce_draining(ctx: AppContext) -> None:
 async def begin_shutdown(ctx: AppContext, drain: float, again: asyncio.Event | None = None) -> None:
     """Readiness false now, tell plugins, keep serving for `drain` seconds (or until `again`).
 
-    From now on every response says `Connection: close` (`CloseWhenDraining`), so
+    From now on every response says `Connection: close` (the kernel layer in
+    `jacscale_core.middleware`), so
     clients leave their kept-alive connections before the server stops reading them.
     """
     ctx.ready = False
