@@ -30,6 +30,7 @@ run: $(STAMP)
 ## in TEST_PROCESSES pytest processes, one test file per process at a time.
 test: $(STAMP)
 	./scripts/ensure-test-tools.sh
+	@echo "pytest: $(TEST_PROCESSES) processes on $$(nproc) cores, load average $$(cut -d' ' -f1-3 /proc/loadavg)"
 	$(VENV)/bin/pytest -q -n $(TEST_PROCESSES) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(STAMP)
