@@ -46,10 +46,7 @@ from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
 
-from jacscale_core.config import database_uri
-from jacscale_core.context import AppContext
 from jacscale_core.memory import merge_edges
-from jacscale_core.plugins import hookimpl
 from jacscale_core.store import AnchorRecord, RecordWrite, WriteConflict
 from jacscale_ext.kvstore import mask_uri
 from jacscale_mongo.changes import ChangeLog, ChangeLogFull
@@ -659,40 +656,3 @@ class MongoGraphStore:
                 self.location,
                 short_reason(exc, self.uri),
             )
-
-
-# --------------------------------------------------------------------------
-# Hooks
-# --------------------------------------------------------------------------
-
-
-def mongodb_uri(app: AppContext) -> str | None:
-    """MONGODB_URI, else `[plugins.scale.database] mongodb_uri`, else None."""
-    return database_uri("mongodb", app.settings.env, app.settings.toml)
-
-
-@hookimpl
-def jacscale_graph_store(app: AppContext) -> MongoGraphStore | None:
-    """The MongoDB store when a URI is configured; otherwise pass (SQLite answers)."""
-    uri = mongodb_uri(app)
-    return MongoGraphStore(uri) if uri else None
-
-
-@hookimpl
-async def jacscale_startup(app: AppContext) -> None:
-    """Check MongoDB answers (bounded by the client's timeouts); fail start-up naming the URI."""
-    store = app.store
-    if isinstance(store, MongoGraphStore):
-        import anyio.to_thread
-
-        await anyio.to_thread.run_sync(store.prepare)
-
-
-@hookimpl
-def jacscale_readiness(app: AppContext) -> list[tuple[str, bool, str]] | None:
-    """The change-log state (the kernel's `store` check already pings MongoDB)."""
-    store = app.store
-    if not isinstance(store, MongoGraphStore):
-        return None
-    ok, detail = store.health()
-    return [("mongodb_changelog", ok, detail)]

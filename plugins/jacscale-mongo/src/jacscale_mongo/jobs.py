@@ -20,8 +20,6 @@ import pymongo
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from jacscale_core.context import AppContext
-from jacscale_core.plugins import hookimpl
 from jacscale_ext.scheduler.jobs import Job
 from jacscale_mongo.client import translate
 from jacscale_mongo.graph_store import MongoGraphStore
@@ -184,11 +182,3 @@ class MongoJobStore:
 
     def close(self) -> None:
         """Nothing of its own to close (the graph store owns the client)."""
-
-
-@hookimpl
-def jacscale_job_store(app: AppContext) -> MongoJobStore | None:
-    """The Mongo job store when the graph store is MongoDB; otherwise pass."""
-    if isinstance(app.store, MongoGraphStore):
-        return MongoJobStore(app.store)
-    return None

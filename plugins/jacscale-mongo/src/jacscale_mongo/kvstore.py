@@ -20,7 +20,6 @@ from pymongo.cursor import Cursor
 from pymongo.errors import ConnectionFailure, PyMongoError
 from pymongo.results import DeleteResult, InsertManyResult, InsertOneResult, UpdateResult
 
-from jacscale_core.plugins import hookimpl
 from jacscale_ext.kvstore import (
     ClientCache,
     KVStore,
@@ -250,17 +249,8 @@ class MongoKVStore(KVStore):
         return self._col(col_name).delete_one({"_id": oid})
 
 
-@hookimpl
-def jacscale_kvstore_driver(db_type: str, db_name: str, uri: str | None) -> MongoKVStore | None:
-    """Answer for db_type 'mongodb'."""
-    if db_type != "mongodb":
-        return None
+def open_kvstore(db_name: str, uri: str | None) -> MongoKVStore:
+    """The kvstore `db_name` on the MongoDB at `uri` (its hook: jacscale_mongo.hooks.kvstore)."""
     if not uri:
         raise ValueError("kvstore(db_type='mongodb') needs a URI")
     return MongoKVStore(get_client(uri), db_name, uri)
-
-
-@hookimpl
-def jacscale_shutdown() -> None:
-    """Close the kvstore clients of this worker."""
-    close_clients()

@@ -21,23 +21,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import os
 
 import msgspec
 import psycopg
 from psycopg import sql
 
-from jacscale_core.context import AppContext
-from jacscale_core.plugins import hookimpl
 from jacscale_ext.broadcast import (
     BroadcastMessage,
     Deliver,
     ListeningBus,
-    channel_for,
     stop_task,
 )
 from jacscale_ext.kvstore import mask_uri
-from jacscale_postgres.connection import connect_kwargs, is_postgres_url, reason
+from jacscale_postgres.connection import connect_kwargs, reason
 
 log = logging.getLogger("jacscale.postgres.broadcast")
 
@@ -189,14 +185,3 @@ class PostgresBroadcastBus(ListeningBus):
             data = stored
         self._receive(data)
         await asyncio.sleep(0)  # let socket writers drain between messages
-
-
-@hookimpl
-def jacscale_broadcast_bus(app: AppContext) -> PostgresBroadcastBus | None:
-    """The LISTEN/NOTIFY bus when DATABASE_URL is PostgreSQL and REDIS_URL is not set."""
-    if os.environ.get("REDIS_URL", "").strip():
-        return None  # the Redis plugin's pub/sub answers
-    from jacscale_postgres.graph_store import database_url
-
-    url = database_url(app)
-    return PostgresBroadcastBus(url, channel_for(app)) if url and is_postgres_url(url) else None

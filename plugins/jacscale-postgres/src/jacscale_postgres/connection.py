@@ -26,16 +26,13 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from jacscale_core.config import ConfigError
 from jacscale_core.store import StoreUnavailable
 from jacscale_ext.kvstore import mask_uri, scrub
+from jacscale_postgres.settings import POOL_SIZE, POOL_TIMEOUT_SECONDS, STATEMENT_TIMEOUT_MS
 
 log = logging.getLogger("jacscale.postgres")
 
-SCHEMES = ("postgresql://", "postgres://")
 CONNECT_TIMEOUT_SECONDS = 5
-STATEMENT_TIMEOUT_MS = 15_000
 LOCK_TIMEOUT_MS = 10_000
 IDLE_IN_TRANSACTION_MS = 30_000
-POOL_SIZE = 16  # the walker thread pool's default size: no thread waits for a connection
-POOL_TIMEOUT_SECONDS = 5.0
 
 
 class PostgresUnavailable(StoreUnavailable):
@@ -48,11 +45,6 @@ class PostgresStoreError(Exception):
     """PostgreSQL refused an operation (not a version conflict); requests answer 500."""
 
     api_code = "INTERNAL_ERROR"
-
-
-def is_postgres_url(url: str) -> bool:
-    """True for `postgresql://...` and `postgres://...` URLs."""
-    return url.startswith(SCHEMES)
 
 
 def server_options(

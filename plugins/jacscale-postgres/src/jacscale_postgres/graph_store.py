@@ -29,7 +29,6 @@ client is told the outcome is unknown.
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import threading
 import time
@@ -38,15 +37,12 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from uuid import UUID
 
-import msgspec
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg_pool import PoolTimeout
 
-from jacscale_core.config import ConfigError, database_uri
-from jacscale_core.context import AppContext
+from jacscale_core.config import ConfigError
 from jacscale_core.memory import intern_uuid
-from jacscale_core.plugins import hookimpl
 from jacscale_core.store import AnchorRecord, RecordWrite, WriteConflict
 from jacscale_ext.kvstore import mask_uri
 from jacscale_postgres.changes import ChangeReader
@@ -56,7 +52,6 @@ from jacscale_postgres.connection import (
     STATEMENT_TIMEOUT_MS,
     PostgresUnavailable,
     connect_kwargs,
-    is_postgres_url,
     open_pool,
     server_options,
     translate,
@@ -64,6 +59,7 @@ from jacscale_postgres.connection import (
 )
 from jacscale_postgres.documents import PostgresDocuments
 from jacscale_postgres.schema import SchemaTooNew, migrate
+from jacscale_postgres.settings import database_url
 
 log = logging.getLogger("jacscale.postgres")
 T = TypeVar("T")
@@ -72,7 +68,6 @@ PING_TIMEOUT_SECONDS = 2.0
 IN_DOUBT_SECONDS = 10.0
 PRUNE_EVERY = 500
 CHANGES_KEPT = 100_000
-CONFIG_SECTION = "plugins.scale.postgres"
 
 _LOAD = """
 SELECT a.id, a.kind, a.version, a.root, a.is_root, a.state,
@@ -106,14 +101,6 @@ SELECT %(node)s, b.last + t.ord, t.edge
 ON CONFLICT (node, edge) DO NOTHING
 """
 _LOG = "INSERT INTO jacscale_changes (id, writer) SELECT unnest(%s::uuid[]), %s RETURNING seq, id"
-
-
-class PostgresConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """`[plugins.scale.postgres]`: the connection pool and the statement deadline."""
-
-    pool_size: int = POOL_SIZE
-    pool_timeout_seconds: float = POOL_TIMEOUT_SECONDS
-    statement_timeout_ms: int = STATEMENT_TIMEOUT_MS
 
 
 @dataclass
@@ -475,65 +462,6 @@ def _record(row: tuple[Any, ...]) -> AnchorRecord:
         state=bytes(state),
         edges=tuple(edges) if edges else (),
     )
-
-
-# --------------------------------------------------------------------------
-# Hooks
-# --------------------------------------------------------------------------
-
-
-def database_url(app: AppContext) -> str | None:
-    """DATABASE_URL, else `[plugins.scale.database] database_url`, else None.
-
-    A URL that is not postgresql:// is refused (ConfigError) rather than ignored.
-    """
-    url = database_uri("postgres", app.settings.env, app.settings.toml)
-    if not url:
-        return None
-    if not is_postgres_url(url):
-        raise ConfigError(
-            f"DATABASE_URL {mask_uri(url)} is not a PostgreSQL URL (postgresql://user:pass@host/db)"
-        )
-    return url
-
-
-@hookimpl
-def jacscale_config_sections() -> dict[str, type]:
-    """`[plugins.scale.postgres]`: pool_size, pool_timeout_seconds, statement_timeout_ms."""
-    return {CONFIG_SECTION: PostgresConfig}
-
-
-@hookimpl(tryfirst=True)  # first, so DATABASE_URL together with MONGODB_URI is always refused
-def jacscale_graph_store(app: AppContext) -> PostgresGraphStore | None:
-    """The PostgreSQL store when DATABASE_URL is set; otherwise pass."""
-    url = database_url(app)
-    if url is None:
-        return None
-    env = getattr(app.settings, "env", None)
-    if (os.environ if env is None else env).get("MONGODB_URI", "").strip():
-        raise ConfigError("both DATABASE_URL and MONGODB_URI are set: choose one graph store")
-    config = app.config_section(CONFIG_SECTION) or PostgresConfig()
-    if config.pool_size < 1 or config.pool_timeout_seconds <= 0 or config.statement_timeout_ms < 1:
-        raise ConfigError(
-            f"[{CONFIG_SECTION}] pool_size, pool_timeout_seconds and statement_timeout_ms"
-            " must be positive"
-        )
-    return PostgresGraphStore(
-        url,
-        pool_size=config.pool_size,
-        pool_timeout=config.pool_timeout_seconds,
-        statement_timeout_ms=config.statement_timeout_ms,
-    )
-
-
-@hookimpl
-async def jacscale_startup(app: AppContext) -> None:
-    """Connect and migrate (bounded by the connect timeout); fail start-up naming the URL."""
-    store = app.store
-    if isinstance(store, PostgresGraphStore):
-        import anyio.to_thread
-
-        await anyio.to_thread.run_sync(store.prepare)
 
 
 __all__ = ["PostgresGraphStore", "PostgresUnavailable", "database_url"]

@@ -16,8 +16,6 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from jacscale_core.context import AppContext
-from jacscale_core.plugins import hookimpl
 from jacscale_ext.scheduler.jobs import Job
 from jacscale_postgres.graph_store import PostgresGraphStore
 
@@ -180,11 +178,3 @@ class PostgresJobStore:
 
     def close(self) -> None:
         """Nothing of its own to close (the graph store owns the pool)."""
-
-
-@hookimpl
-def jacscale_job_store(app: AppContext) -> PostgresJobStore | None:
-    """The PostgreSQL job store when the graph store is PostgreSQL; otherwise pass."""
-    if isinstance(app.store, PostgresGraphStore):
-        return PostgresJobStore(app.store)
-    return None

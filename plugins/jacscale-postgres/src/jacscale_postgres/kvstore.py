@@ -25,10 +25,10 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from jacscale_core.plugins import hookimpl
 from jacscale_ext.kvstore import ClientCache, KVStore, KVStoreUnavailable, mask_uri
-from jacscale_postgres.connection import connect_kwargs, is_postgres_url, open_pool, reason
+from jacscale_postgres.connection import connect_kwargs, open_pool, reason
 from jacscale_postgres.schema import migrate
+from jacscale_postgres.settings import is_postgres_url
 
 POOL_SIZE = 8
 LIVE = "(expires_at IS NULL OR expires_at > now())"
@@ -255,17 +255,8 @@ class PostgresKVStore(KVStore):
         )
 
 
-@hookimpl
-def jacscale_kvstore_driver(db_type: str, db_name: str, uri: str | None) -> PostgresKVStore | None:
-    """Answer for db_type 'postgres'."""
-    if db_type != "postgres":
-        return None
+def open_kvstore(db_name: str, uri: str | None) -> PostgresKVStore:
+    """The kvstore `db_name` in the database at `uri` (its hook: jacscale_postgres.hooks.kvstore)."""
     if not uri:
         raise ValueError("kvstore(db_type='postgres') needs a URL")
     return PostgresKVStore(_pools.get(uri), db_name, uri)
-
-
-@hookimpl
-def jacscale_shutdown() -> None:
-    """Close the kvstore pools of this worker."""
-    close_pools()

@@ -1,4 +1,4 @@
-"""WebSocket broadcasts across pods: the `jacscale_broadcast_bus` hook over Redis pub/sub.
+"""WebSocket broadcasts across pods over Redis pub/sub (hook: jacscale_redis.hooks.broadcast).
 
 Active when REDIS_URL is set. Every worker of every pod subscribes to one
 channel, `jacscale:broadcast:<app name>` (override with
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from typing import Any
 
 import msgspec
@@ -24,13 +23,10 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from jacscale_core.context import AppContext
-from jacscale_core.plugins import hookimpl
 from jacscale_ext.broadcast import (
     BroadcastMessage,
     Deliver,
     ListeningBus,
-    channel_for,
     stop_task,
 )
 from jacscale_ext.kvstore import mask_uri, scrub
@@ -118,12 +114,3 @@ class RedisBroadcastBus(ListeningBus):
                 await asyncio.wait_for(pubsub.aclose(), CONNECT_TIMEOUT)
             except (RedisError, OSError, TimeoutError) as exc:
                 log.debug("broadcast: closing the old subscription failed: %s", exc)
-
-
-@hookimpl
-def jacscale_broadcast_bus(app: AppContext) -> RedisBroadcastBus | None:
-    """The Redis bus when REDIS_URL is set; otherwise pass (the embedded bus answers)."""
-    url = os.environ.get("REDIS_URL", "").strip()
-    if not url:
-        return None
-    return RedisBroadcastBus(url, channel_for(app))

@@ -44,9 +44,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, RedisError
 from redis.retry import Retry
 
-from jacscale_core.config import database_uri
-from jacscale_core.context import AppContext
-from jacscale_core.plugins import hookimpl
+from jacscale_core.config import ConfigError
 from jacscale_core.store import AnchorRecord
 from jacscale_ext.kvstore import mask_uri, scrub
 
@@ -62,7 +60,6 @@ MIN_BACKOFF_SECONDS = 0.1
 MAX_BACKOFF_SECONDS = 5.0
 WARN_EVERY_SECONDS = 30.0
 CHUNK = 500  # ids per script call
-STATE_KEY = "redis.cache"
 
 _GET = """
 local e = redis.call('GET', KEYS[1]) or '0'
@@ -504,13 +501,8 @@ class RedisCacheTier:
 
 
 # --------------------------------------------------------------------------
-# Hooks
+# Opening (the hooks are in jacscale_redis.hooks.cache_tier)
 # --------------------------------------------------------------------------
-
-
-def redis_url(app: AppContext) -> str | None:
-    """REDIS_URL, else `[plugins.scale.database] redis_url`, else None."""
-    return database_uri("redis", app.settings.env, app.settings.toml)
 
 
 def namespace_for(location: str) -> str:
@@ -523,49 +515,11 @@ def namespace_for(location: str) -> str:
     return hashlib.sha256(where.encode()).hexdigest()[:16]
 
 
-@hookimpl
-def jacscale_cache_tier(app: AppContext) -> RedisCacheTier | None:
-    """The Redis cache when a URL is configured; otherwise pass (no L2)."""
-    url = redis_url(app)
-    if not url:
-        return None
+def open_tier(url: str, store_location: str) -> RedisCacheTier:
+    """The cache at `url` for the store at `store_location`; a bad URL is a ConfigError."""
     try:
-        tier = RedisCacheTier(url, namespace_for(app.store.location))
+        return RedisCacheTier(url, namespace_for(store_location))
     except (RedisError, ValueError) as exc:
-        from jacscale_core.config import ConfigError
-
         raise ConfigError(
             f"REDIS_URL {mask_uri(url)} is not a valid Redis URL: {scrub(str(exc), url)}"
         ) from None
-    app.state[STATE_KEY] = tier
-    return tier
-
-
-@hookimpl
-async def jacscale_startup(app: AppContext) -> None:
-    """Check Redis answers and subscribe (at most a few seconds); fail start-up naming the URL."""
-    tier = app.state.get(STATE_KEY)
-    if isinstance(tier, RedisCacheTier):
-        import anyio.to_thread
-
-        await anyio.to_thread.run_sync(tier.start)
-
-
-@hookimpl
-async def jacscale_shutdown(app: AppContext) -> None:
-    """Stop the subscriber and close the pool."""
-    tier = app.state.pop(STATE_KEY, None)
-    if isinstance(tier, RedisCacheTier):
-        import anyio.to_thread
-
-        await anyio.to_thread.run_sync(tier.close)
-
-
-@hookimpl
-def jacscale_readiness(app: AppContext) -> list[tuple[str, bool, str]] | None:
-    """The cache's state (no I/O): false while Redis is away (requests still succeed)."""
-    tier = app.state.get(STATE_KEY)
-    if not isinstance(tier, RedisCacheTier):
-        return None
-    ok, detail = tier.status()
-    return [("redis_cache", ok, detail)]

@@ -18,7 +18,6 @@ from redis.exceptions import AuthenticationError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from jacscale_core.plugins import hookimpl
 from jacscale_ext.kvstore import (
     ClientCache,
     KVStore,
@@ -202,17 +201,8 @@ class RedisKVStore(KVStore):
         return int(result) == 1  # type: ignore[arg-type]
 
 
-@hookimpl
-def jacscale_kvstore_driver(db_type: str, db_name: str, uri: str | None) -> RedisKVStore | None:
-    """Answer for db_type 'redis'."""
-    if db_type != "redis":
-        return None
+def open_kvstore(db_name: str, uri: str | None) -> RedisKVStore:
+    """The kvstore `db_name` on the Redis server at `uri` (its hook: jacscale_redis.hooks.kvstore)."""
     if not uri:
         raise ValueError("kvstore(db_type='redis') needs a URL")
     return RedisKVStore(get_client(uri), db_name, uri)
-
-
-@hookimpl
-def jacscale_shutdown() -> None:
-    """Close the kvstore clients of this worker."""
-    close_clients()
