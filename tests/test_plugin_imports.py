@@ -27,8 +27,11 @@ DRIVERS = [
     "kubernetes_asyncio",
     "prometheus_client",
 ]
-# Settings that select a driver: none of them set, the program uses SQLite alone.
-SELECTORS = ("REDIS_URL", "DATABASE_URL", "MONGODB_URI", "JACSCALE_PLUGINS")
+# Settings that select a driver or narrow the plugins loaded: all unset, every plugin
+# loads and the program uses SQLite alone.
+SELECTORS = (
+    "REDIS_URL", "DATABASE_URL", "MONGODB_URI", "JACSCALE_PLUGINS", "JACSCALE_DISABLE_PLUGIN_AUTOLOAD",
+)  # fmt: skip
 STORE_PLUGINS = {
     "redis_kvstore", "redis_broadcast", "redis_cache_tier",
     "mongo_kvstore", "mongo_graph_store", "mongo_jobs",
