@@ -96,3 +96,50 @@ def test_a_missing_or_non_jac_path_is_not_compiled(tmp_path: Path) -> None:
     other = tmp_path / "app.py"
     other.write_text("print('never run')\n")
     assert precompile(other) is False
+
+
+def _children_started(app: Path, monkeypatch: object) -> int:
+    """How many compile children `precompile(app)` starts."""
+    import jacscale_core.precompile as pc
+
+    started = []
+    real_run = subprocess.run
+
+    def counting_run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        started.append(cmd)
+        return real_run(cmd, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pc.subprocess, "run", counting_run)  # type: ignore[attr-defined]
+    assert precompile(app) is True
+    return len(started)
+
+
+def test_a_fresh_cache_starts_no_child_and_an_edited_import_starts_one(
+    tmp_path: Path, monkeypatch: object
+) -> None:
+    app = _program(tmp_path, "fresh")
+    assert _children_started(app, monkeypatch) == 1  # cold: compiled in the child
+    listed = json.loads(next((app.parent / ".jac" / "cache").glob("*.modules.json")).read_text())
+    assert sorted(Path(m).name for m in listed) == ["app.jac", "helper.jac"]
+    assert _children_started(app, monkeypatch) == 0  # nothing changed: no child
+    loaded = _probe(app)
+    assert loaded["double"] == 10 and loaded["llvmlite"] is False
+    # An edited import (the program itself unchanged) is recompiled by the child,
+    # so the serving side still loads no code generator.
+    (app.parent / "helper.jac").write_text("def double(x: int) -> int { return x * 3; }\n")
+    assert _children_started(app, monkeypatch) == 1
+    loaded = _probe(app)
+    assert loaded["double"] == 15 and loaded["llvmlite"] is False
+    assert _children_started(app, monkeypatch) == 0
+
+
+def test_a_garbled_module_list_only_costs_a_child(tmp_path: Path, monkeypatch: object) -> None:
+    app = _program(tmp_path, "garbled")
+    assert _children_started(app, monkeypatch) == 1
+    record = next((app.parent / ".jac" / "cache").glob("*.modules.json"))
+    record.write_text("{not json")
+    # Ignored: the child runs (as before there was a list), and the program still
+    # loads from the cache without the code generators.
+    assert _children_started(app, monkeypatch) == 1
+    assert _children_started(app, monkeypatch) == 1
+    assert _probe(app)["llvmlite"] is False
