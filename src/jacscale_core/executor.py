@@ -181,33 +181,33 @@ class Executor:
                     raise  # the walker's own TimeoutError, not our deadline
                 raise timeout_error(endpoint.name, timeout) from None
         job = Interruptible()  # one per request: a deadline stops whichever attempt runs
+        caller = asyncio.current_task()
+        assert caller is not None
 
         def attempt_sync() -> Awaitable[RunResult]:
             return self.pool.submit(
                 self._attempt_sync, endpoint, args, root_id, node_id, stream, job
             )
 
-        work = asyncio.ensure_future(self._replay(endpoint, root_id, attempt_sync))
         timer = None
         timed_out = False
 
         def on_deadline() -> None:
             nonlocal timer, timed_out
-            if work.done():
-                return
             if job.interrupt(WalkerTimedOut):
-                # Answered now; the thread stops on its own and its outcome is dropped.
+                # Answered now (the caller's wait is cancelled, as asyncio.timeout
+                # does); the thread stops on its own and its outcome is dropped.
                 timed_out = True
-                work.cancel()
-            else:  # committing: a commit is never cut short, look again soon
+                caller.cancel()
+            else:  # committing (or done): a commit is never cut short, look again soon
                 timer = loop.call_later(COMMIT_POLL_SECONDS, on_deadline)
 
         if timeout > 0:
             timer = loop.call_later(timeout, on_deadline)
         try:
-            return await work
+            return await self._replay(endpoint, root_id, attempt_sync)
         except asyncio.CancelledError:
-            if timed_out and work.cancelled():
+            if timed_out and caller.uncancel() == 0:
                 raise timeout_error(endpoint.name, timeout) from None
             job.interrupt(WalkerCancelled)  # False: it is committing, and may
             raise
