@@ -161,3 +161,30 @@ def test_a_crash_is_the_500_envelope_without_server_paths() -> None:
     assert status == 500 and recorder.statuses == [500]
     assert body["error"]["code"] == "EXECUTION_ERROR"
     assert "/srv/app" not in body["error"]["message"] and "secret.py" in body["error"]["message"]
+
+
+def test_observers_see_each_answer_once_with_its_status_and_time(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    seen: list[tuple[str, int, float]] = []
+
+    def observe(scope: dict[str, Any], status: int, seconds: float) -> None:
+        seen.append((scope["path"], status, seconds))
+
+    def broken(scope: dict[str, Any], status: int, seconds: float) -> None:
+        raise ValueError("observer bug")
+
+    def observed(app: Any) -> KernelLayer:
+        kernel = layer(app)
+        kernel.observers = (broken, observe)
+        return kernel
+
+    last = {"type": "http.request", "body": b"{}", "more_body": False}
+    ok = run(observed(echo_body), scope([]), [last])
+    too_big = run(observed(echo_body), scope([(b"content-length", b"500")]), [last])
+    crashed = run(observed(crash), scope([]), [last])
+    assert [m["status"] for m in (ok[0], too_big[0], crashed[0])] == [200, 413, 500]
+    assert [status for _, status, _ in seen] == [200, 413, 500]
+    assert all(path == "/walker/x" and 0 <= seconds < 60 for path, _, seconds in seen)
+    # The broken observer is logged each time and changes no answer.
+    assert caplog.text.count("request observer") == 3 and "observer bug" in caplog.text

@@ -220,6 +220,7 @@ def create_app(
             max_upload_bytes=max(MAX_UPLOAD_BYTES, ctx.settings.api.max_body_bytes),
             grace_seconds=ctx.settings.server.body_timeout_seconds,
             min_bytes_per_second=ctx.settings.server.min_body_bytes_per_second,
+            observers=[o for o in ctx.pm.hook.jacscale_request_observer(app=ctx) if o is not None],
         )
     )
     api = ctx.settings.api

@@ -23,7 +23,10 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from starlette.requests import HTTPConnection
+    from starlette.types import Scope
 
     from jacscale_core.context import AppContext
     from jacscale_core.principal import Principal
@@ -138,6 +141,19 @@ def jacscale_routes(app: AppContext) -> list[Any] | None:  # type: ignore[empty-
 @hookspec
 def jacscale_middleware(app: AppContext) -> list[Any] | None:  # type: ignore[empty-body]
     """Contribute `starlette.middleware.Middleware` entries, outermost first."""
+
+
+@hookspec
+def jacscale_request_observer(  # type: ignore[empty-body]
+    app: AppContext,
+) -> Callable[[Scope, int, float], None] | None:
+    """Return a function called once per HTTP request, after its answer: (scope, status, seconds).
+
+    Called by the kernel's layer on the event loop with the status the client got
+    (the kernel's own answers included; 500 when none was sent) and the seconds
+    since the request arrived. Keep it quick; an exception it raises is logged.
+    Cheaper than a middleware for counting and logging: no layer of its own.
+    """
 
 
 @hookspec

@@ -23,7 +23,9 @@ one of `receive`:
   exception's type and message with server paths removed, never a traceback.
 
 Plugin middleware (`jacscale_middleware`) runs outside this layer, so it sees
-each of these answers as the response it is.
+each of these answers as the response it is. Request observers
+(`jacscale_request_observer`: the access log, the admin console's counts) are
+called by this layer once the answer is sent, without a layer of their own.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -53,6 +55,10 @@ CONNECTION_CLOSE = (b"connection", b"close")
 # A sane id: 1-128 characters of letters, digits and `. _ : -` (UUIDs, W3C trace
 # ids, most tracers' formats). Nothing that could split a log line or a header.
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+# Called once per HTTP request after its answer: (scope, status, seconds).
+Observer = Callable[[Scope, int, float], None]
 
 
 def request_id_of(scope: Scope) -> str:
@@ -96,8 +102,10 @@ class KernelLayer:
         max_upload_bytes: int,
         grace_seconds: float,
         min_bytes_per_second: float,
+        observers: Sequence[Observer] = (),
     ) -> None:
         self.app = app
+        self.observers = tuple(observers)
         self.state = ctx.state
         self.scrub = scrub
         self.max_body = max_body_bytes
@@ -148,11 +156,14 @@ class KernelLayer:
             echoed.append((TRACE_ID_HEADER, trace.encode()))
         draining = self.state
         started = False
+        status = 500  # until an answer starts: what the client gets if none does
+        arrived = time.perf_counter()
 
         async def kernel_send(message: Message) -> None:
-            nonlocal started
+            nonlocal started, status
             if message["type"] == "http.response.start":
                 started = True
+                status = message["status"]
                 headers = message.get("headers", [])
                 if draining.get(DRAINING_KEY):
                     headers = [(k, v) for k, v in headers if k.lower() != b"connection"]
@@ -160,64 +171,75 @@ class KernelLayer:
                 message["headers"] = [*headers, *echoed]
             await send(message)
 
-        if length is not None and chunked:
-            await _answer(kernel_send, rid, ApiError(
-                "BAD_REQUEST",
-                "A request must not carry both Content-Length and Transfer-Encoding",
-                details=[{"loc": ["header", "transfer-encoding"],
-                          "msg": "Conflicts with Content-Length", "type": "framing"}],
-            ), close=True)  # fmt: skip
-            return
-        upload = ctype[:19].lower() == b"multipart/form-data"
-        limit = self.max_upload if upload else self.max_body
-        if length is not None and length.isdigit() and int(length) > limit:
-            await _answer(kernel_send, rid, _too_large(limit), close=True)
-            return
-        grace, rate = self.grace, self.rate
-        began = time.monotonic()
-        received = 0
-        complete = False
-
-        async def kernel_receive() -> Message:
-            nonlocal received, complete
-            if complete:  # the body is in: what follows is only the disconnect
-                return await receive()
-            if grace > 0:
-                allowed = grace + (received / rate if rate > 0 else float("inf"))
-                message = await _receive_within(receive, began + allowed - time.monotonic())
-            else:
-                message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise _TooLarge()
-                complete = not message.get("more_body", False)
-            return message
-
         try:
-            await self.app(scope, kernel_receive, kernel_send)
-        except _TooLarge:
-            if not started:
+            if length is not None and chunked:
+                await _answer(kernel_send, rid, ApiError(
+                    "BAD_REQUEST",
+                    "A request must not carry both Content-Length and Transfer-Encoding",
+                    details=[{"loc": ["header", "transfer-encoding"],
+                              "msg": "Conflicts with Content-Length", "type": "framing"}],
+                ), close=True)  # fmt: skip
+                return
+            upload = ctype[:19].lower() == b"multipart/form-data"
+            limit = self.max_upload if upload else self.max_body
+            if length is not None and length.isdigit() and int(length) > limit:
                 await _answer(kernel_send, rid, _too_large(limit), close=True)
-        except _TooSlow:
-            if started:
-                raise
-            await _answer(kernel_send, rid, ApiError(
-                "REQUEST_TIMEOUT",
-                f"The request body arrived too slowly (under {rate:g} bytes/s after {grace:g}s)",
-                status=408,
-            ), close=True)  # fmt: skip
-        except Exception as exc:
-            # Exceptions may name the answer they deserve (`api_code = "BAD_REQUEST"`).
-            code = getattr(exc, "api_code", None) or "EXECUTION_ERROR"
-            err = ApiError(code, self.scrub(f"{type(exc).__name__}: {exc}"))
-            if err.status < 500:  # the client's mistake: one line, no traceback to flood the log
-                log.info("request %s refused: %s", rid, err.message)
-            else:
-                log.error("request %s failed: %s", rid, exc, exc_info=exc)
-            if started:
-                raise
-            await _answer(kernel_send, rid, err, close=False)
+                return
+            grace, rate = self.grace, self.rate
+            began = time.monotonic()
+            received = 0
+            complete = False
+
+            async def kernel_receive() -> Message:
+                nonlocal received, complete
+                if complete:  # the body is in: what follows is only the disconnect
+                    return await receive()
+                if grace > 0:
+                    allowed = grace + (received / rate if rate > 0 else float("inf"))
+                    message = await _receive_within(receive, began + allowed - time.monotonic())
+                else:
+                    message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    if received > limit:
+                        raise _TooLarge()
+                    complete = not message.get("more_body", False)
+                return message
+
+            try:
+                await self.app(scope, kernel_receive, kernel_send)
+            except _TooLarge:
+                if not started:
+                    await _answer(kernel_send, rid, _too_large(limit), close=True)
+            except _TooSlow:
+                if started:
+                    raise
+                await _answer(kernel_send, rid, ApiError(
+                    "REQUEST_TIMEOUT",
+                    f"The request body arrived too slowly (under {rate:g} bytes/s after {grace:g}s)",
+                    status=408,
+                ), close=True)  # fmt: skip
+            except Exception as exc:
+                # Exceptions may name the answer they deserve (`api_code = "BAD_REQUEST"`).
+                code = getattr(exc, "api_code", None) or "EXECUTION_ERROR"
+                err = ApiError(code, self.scrub(f"{type(exc).__name__}: {exc}"))
+                if err.status < 500:  # the client's mistake: one line, no traceback to flood the log
+                    log.info("request %s refused: %s", rid, err.message)
+                else:
+                    log.error("request %s failed: %s", rid, exc, exc_info=exc)
+                if started:
+                    raise
+                await _answer(kernel_send, rid, err, close=False)
+        finally:
+            if self.observers:
+                self._observe(scope, status, time.perf_counter() - arrived)
+
+    def _observe(self, scope: Scope, status: int, seconds: float) -> None:
+        for observe in self.observers:
+            try:
+                observe(scope, status, seconds)
+            except Exception:  # noqa: BLE001 - logged in full; the answer is already sent
+                log.exception("request observer %s failed", getattr(observe, "__qualname__", observe))
 
 
 async def _receive_within(receive: Receive, seconds: float) -> Message:

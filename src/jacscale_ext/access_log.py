@@ -19,16 +19,14 @@ Also home of the request helpers shared with the metrics plugin:
 from __future__ import annotations
 
 import logging
-import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
-from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Match, Mount
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from jacscale_core.context import AppContext
-from jacscale_core.errors import STATUS_BY_CODE
 from jacscale_core.http_endpoints import PRINCIPAL_STATE_KEY
 from jacscale_core.middleware import request_id_of, trace_id_of
 from jacscale_core.plugins import hookimpl
@@ -123,40 +121,6 @@ def principal_id_of(scope: Scope) -> str | None:
 # --------------------------------------------------------------------------
 
 
-class AccessLogMiddleware:
-    """Logs each HTTP request once its response is sent (or the app failed)."""
-
-    def __init__(self, app: ASGIApp, exclude_paths: list[str]) -> None:
-        self.app = app
-        self.exclude = frozenset(exclude_paths)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or route_path(scope) in self.exclude:
-            await self.app(scope, receive, send)
-            return
-        root_path = scope.get("root_path", "")
-        status = 500
-        answered = False
-        started = time.perf_counter()
-
-        async def send_with_status(message: Message) -> None:
-            nonlocal status, answered
-            if message["type"] == "http.response.start":
-                status, answered = int(message["status"]), True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_status)
-        except Exception as exc:
-            # The kernel answers it outside this middleware: with the status its
-            # `api_code` names (a storage path error is a 400), else 500.
-            if not answered:
-                status = STATUS_BY_CODE.get(getattr(exc, "api_code", None) or "", 500)
-            raise
-        finally:
-            write_line(scope, root_path, status, time.perf_counter() - started)
-
-
 def write_line(scope: Scope, root_path: str, status: int, seconds: float) -> None:
     """Log one finished request."""
     route = route_template(scope, root_path)
@@ -207,9 +171,15 @@ def jacscale_config_sections() -> dict[str, type]:
 
 
 @hookimpl
-def jacscale_middleware(app: AppContext) -> list[Any]:
-    """The access log middleware, unless `enabled = false`."""
+def jacscale_request_observer(app: AppContext) -> Callable[[Scope, int, float], None] | None:
+    """Log each finished HTTP request, unless `enabled = false` or its path is excluded."""
     config: AccessLogConfig = app.config_section(SECTION)
     if not config.enabled:
-        return []
-    return [Middleware(AccessLogMiddleware, exclude_paths=list(config.exclude_paths))]
+        return None
+    exclude = frozenset(config.exclude_paths)
+
+    def observe(scope: Scope, status: int, seconds: float) -> None:
+        if route_path(scope) not in exclude:
+            write_line(scope, scope.get("root_path", ""), status, seconds)
+
+    return observe

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.middleware import Middleware
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from jacscale_core.context import AppContext
 from jacscale_core.middleware import request_id_of
@@ -100,43 +100,23 @@ def activity_of(app: AppContext) -> Activity:
     return found
 
 
-class ActivityMiddleware:
-    """Counts and times every HTTP request; remembers 5xx answers."""
-
-    def __init__(self, app: ASGIApp, ctx: AppContext) -> None:
-        self.app = app
-        self.ctx = ctx
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        status = 500
-
-        async def send_with_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        started = time.perf_counter()
-        try:
-            await self.app(scope, receive, send_with_status)
-        finally:
-            activity_of(self.ctx).request(
-                method_label(scope.get("method", "")),
-                route_template(scope, scope.get("root_path", "")),
-                status,
-                time.perf_counter() - started,
-                request_id_of(scope),
-            )
-
-
 @hookimpl
-def jacscale_middleware(app: AppContext) -> list[Any]:
-    """The counting middleware, while the admin console that shows it is on."""
-    admin = app.config_section(ADMIN_SECTION)
-    return [Middleware(ActivityMiddleware, ctx=app)] if admin.enabled else []
+def jacscale_request_observer(app: AppContext) -> Callable[[Scope, int, float], None] | None:
+    """Count and time every HTTP request, while the admin console that shows it is on."""
+    if not app.config_section(ADMIN_SECTION).enabled:
+        return None
+    activity = activity_of(app)
+
+    def observe(scope: Scope, status: int, seconds: float) -> None:
+        activity.request(
+            method_label(scope.get("method", "")),
+            route_template(scope, scope.get("root_path", "")),
+            status,
+            seconds,
+            request_id_of(scope),
+        )
+
+    return observe
 
 
 @hookimpl
