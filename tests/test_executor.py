@@ -192,3 +192,18 @@ def test_requests_leave_no_graph_for_the_garbage_collector(tmp_path: Path) -> No
             gc.set_debug(0)
             gc.garbage.clear()
     assert leaked == []
+
+
+def test_async_walkers_commit_their_writes_and_concurrent_ones_lose_nothing(
+    tmp_path: Path,
+) -> None:
+    app = TEST_APPS / "async_writes.jac"
+    with TestApp(app, tmp_path) as c:
+        counter = reports(c.post("/walker/async_add", json={"name": "a"}))[0]["_jac_id"]
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: c.post(f"/walker/async_bump/{counter}"), range(20)))
+        assert [a.status_code for a in answers] == [200] * 20
+        assert sorted(reports(a)[0] for a in answers) == list(range(1, 21))
+        assert reports(c.post("/walker/async_read")) == [[20]]
+    with TestApp(app, tmp_path) as c:  # the commits are in the store
+        assert reports(c.post("/walker/async_read")) == [[20]]

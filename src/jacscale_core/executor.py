@@ -236,10 +236,14 @@ class Executor:
         self, root_id: UUID
     ) -> Iterator[tuple[ExecutionContext, RequestMemory]]:
         """A fresh jaclang context on `root_id`, current for the duration of the block."""
-        self.tier.refresh()
-        ctx, mem = self._new_context(root_id)
+        ctx, mem = self._refreshed_context(root_id)
         with _current(ctx, mem):
             yield ctx, mem
+
+    def _refreshed_context(self, root_id: UUID) -> tuple[ExecutionContext, RequestMemory]:
+        """Take in other workers' writes, then a fresh context on `root_id` (store I/O: a thread)."""
+        self.tier.refresh()
+        return self._new_context(root_id)
 
     def _new_context(self, root_id: UUID) -> tuple[ExecutionContext, RequestMemory]:
         mem = RequestMemory(self.tier)
@@ -336,8 +340,7 @@ class Executor:
         stream: bool,
         deadline: float | None,
     ) -> RunResult:
-        await self._in_thread(self.tier.refresh)
-        ctx, mem = await self._in_thread(self._new_context, root_id)
+        ctx, mem = await self._in_thread(self._refreshed_context, root_id)
         with _current(ctx, mem):
             entry = self._entry(mem, node_id, ctx.user_root)
             try:
@@ -357,7 +360,11 @@ class Executor:
                         value = _with_items(endpoint, value, items)
                 if parts is not None and stream:
                     return self._hand_over(endpoint, value, parts, ctx, mem)
-                await self._in_thread(mem.flush, ctx.read_versions)
+                # Deciding what changed is in-memory work, as the walk was: only a
+                # commit that has something to write goes to a thread (store I/O).
+                writes = mem.collect_writes(ctx.read_versions)
+                if writes:
+                    await self._in_thread(self.tier.apply, writes)
             except PermissionError as exc:
                 raise ApiError("FORBIDDEN", str(exc)) from exc
             return _result(endpoint, value, ctx)
