@@ -8,6 +8,7 @@ from __future__ import annotations
 import inspect
 import time
 import typing
+from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
@@ -15,6 +16,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from jacscale_core import codec, lax
 from jacscale_core.context import AppContext
@@ -245,6 +247,27 @@ def make_handler(app: AppContext, endpoint: Endpoint, with_node: bool) -> Any:
     return handle
 
 
+class EndpointApp:
+    """The ASGI app of one walker/function route: its handler, with its ApiErrors answered here.
+
+    A plain ASGI app rather than a Starlette endpoint function: Starlette would wrap
+    every call in its exception-handling layer (a `send` wrapper and a handler
+    lookup) only to answer the ApiErrors answered here directly. Anything else
+    still reaches Starlette's exception handlers, then the kernel layer.
+    """
+
+    def __init__(self, handle: Callable[[Request], Awaitable[Response]]) -> None:
+        self.handle = handle
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one request."""
+        try:
+            response = await self.handle(Request(scope, receive, send))
+        except ApiError as err:
+            response = error_response(err, request_id_of(scope))
+        await response(scope, receive, send)
+
+
 def endpoint_routes(app: AppContext) -> list[Route]:
     """One route per HTTP walker/function, plus `/{node_id}` variants for walkers."""
     routes: list[Route] = []
@@ -253,9 +276,11 @@ def endpoint_routes(app: AppContext) -> list[Route]:
             continue
         methods = [endpoint.method]
         path = endpoint.route_path
-        routes.append(Route(path, make_handler(app, endpoint, False), methods=methods))
-        if endpoint.kind == "walker":
+        for route_path, with_node in ((path, False), (path.rstrip("/") + "/{node_id}", True)):
+            if with_node and endpoint.kind != "walker":
+                continue
+            handle = make_handler(app, endpoint, with_node)
             routes.append(
-                Route(path.rstrip("/") + "/{node_id}", make_handler(app, endpoint, True), methods=methods)
+                Route(route_path, EndpointApp(handle), methods=methods, name=handle.__name__)
             )
     return routes
