@@ -38,12 +38,14 @@ async def crash(scope: dict[str, Any], receive: Any, send: Any) -> None:
     raise RuntimeError("boom in /srv/app/secret.py")
 
 
-def layer(app: Any, state: dict[str, Any] | None = None, grace: float = 30.0) -> KernelLayer:
+def layer(
+    app: Any, state: dict[str, Any] | None = None, grace: float = 30.0, observers: Any = ()
+) -> KernelLayer:
     ctx = SimpleNamespace(state={} if state is None else state)
     return KernelLayer(
         app, ctx, scrub=lambda text: text.replace("/srv/app/", ""),  # type: ignore[arg-type]
         max_body_bytes=100, max_upload_bytes=1000,
-        grace_seconds=grace, min_bytes_per_second=1_000_000,
+        grace_seconds=grace, min_bytes_per_second=1_000_000, observers=observers,
     )  # fmt: skip
 
 
@@ -175,9 +177,7 @@ def test_observers_see_each_answer_once_with_its_status_and_time(
         raise ValueError("observer bug")
 
     def observed(app: Any) -> KernelLayer:
-        kernel = layer(app)
-        kernel.observers = (broken, observe)
-        return kernel
+        return layer(app, observers=[broken, observe])
 
     last = {"type": "http.request", "body": b"{}", "more_body": False}
     ok = run(observed(echo_body), scope([]), [last])

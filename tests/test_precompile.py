@@ -9,6 +9,9 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from jacscale_core.precompile import precompile
 
@@ -98,24 +101,24 @@ def test_a_missing_or_non_jac_path_is_not_compiled(tmp_path: Path) -> None:
     assert precompile(other) is False
 
 
-def _children_started(app: Path, monkeypatch: object) -> int:
+def _children_started(app: Path, monkeypatch: pytest.MonkeyPatch) -> int:
     """How many compile children `precompile(app)` starts."""
     import jacscale_core.precompile as pc
 
     started = []
     real_run = subprocess.run
 
-    def counting_run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    def counting_run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
         started.append(cmd)
-        return real_run(cmd, **kwargs)  # type: ignore[arg-type]
+        return real_run(cmd, **kwargs)
 
-    monkeypatch.setattr(pc.subprocess, "run", counting_run)  # type: ignore[attr-defined]
+    monkeypatch.setattr(pc.subprocess, "run", counting_run)
     assert precompile(app) is True
     return len(started)
 
 
 def test_a_fresh_cache_starts_no_child_and_an_edited_import_starts_one(
-    tmp_path: Path, monkeypatch: object
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app = _program(tmp_path, "fresh")
     assert _children_started(app, monkeypatch) == 1  # cold: compiled in the child
@@ -133,7 +136,7 @@ def test_a_fresh_cache_starts_no_child_and_an_edited_import_starts_one(
     assert _children_started(app, monkeypatch) == 0
 
 
-def test_a_garbled_module_list_only_costs_a_child(tmp_path: Path, monkeypatch: object) -> None:
+def test_a_garbled_module_list_only_costs_a_child(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app = _program(tmp_path, "garbled")
     assert _children_started(app, monkeypatch) == 1
     record = next((app.parent / ".jac" / "cache").glob("*.modules.json"))

@@ -186,7 +186,6 @@ class KernelLayer:
                 await _answer(kernel_send, rid, _too_large(limit), close=True)
                 return
             grace, rate = self.grace, self.rate
-            began = time.monotonic()
             received = 0
             complete = False
 
@@ -196,7 +195,7 @@ class KernelLayer:
                     return await receive()
                 if grace > 0:
                     allowed = grace + (received / rate if rate > 0 else float("inf"))
-                    message = await _receive_within(receive, began + allowed - time.monotonic())
+                    message = await _receive_within(receive, arrived + allowed - time.perf_counter())
                 else:
                     message = await receive()
                 if message["type"] == "http.request":
