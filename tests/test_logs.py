@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 
-from jacscale_core.logs import BatchingStreamHandler
+from jacscale_core.logs import BatchingStreamHandler, HumanFormatter
 
 
 def _logger(handler: logging.Handler, name: str) -> logging.Logger:
@@ -79,3 +79,15 @@ def test_logging_does_not_wait_for_a_write_in_progress() -> None:
     handler.close()
     assert elapsed < 0.5
     assert stream.getvalue() == "INFO first\nINFO second\n"
+
+
+def test_human_formatter_writes_what_loggings_default_format_writes() -> None:
+    reference = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    human = HumanFormatter()
+    base = 1_767_225_599.0  # the last second of a year: the date text changes below
+    for created in (base + 0.001, base + 0.999, base + 1.0, base + 1.5, base + 0.25, base + 86_400.042):
+        record = logging.makeLogRecord({"name": "jacscale.access", "levelno": 20,
+                                        "levelname": "INFO", "msg": "hello %s", "args": ("you",)})
+        record.created = created
+        record.msecs = (created - int(created)) * 1000
+        assert human.format(record) == reference.format(record)

@@ -46,14 +46,37 @@ class EscapeControlsFilter(logging.Filter):
         safe = escape_controls(message)
         if safe is not message or record.args:
             record.msg, record.args = safe, None
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD_FIELDS and isinstance(value, str):
-                record.__dict__[key] = escape_controls(value)
+        fields = record.__dict__
+        for key in fields.keys() - _STANDARD_FIELDS:  # the `extra` fields
+            value = fields[key]
+            if isinstance(value, str):
+                fields[key] = escape_controls(value)
         if record.exc_info and not record.exc_text:
             text = logging.Formatter().formatException(record.exc_info)
             lines = (escape_controls(line) for line in text.splitlines())
             record.exc_text = "\n".join("    " + line for line in lines)
         return True
+
+
+class HumanFormatter(logging.Formatter):
+    """`2026-01-02 03:04:05,678 INFO name: message`, with the date text made once a second.
+
+    logging's own `formatTime` calls `time.strftime` for every record; with an
+    access line per request that was a tenth of the log's cost.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self._second = -1
+        self._second_text = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        """Local time to the millisecond, as logging's default `asctime`."""
+        second = int(record.created)
+        if second != self._second:
+            self._second_text = time.strftime("%Y-%m-%d %H:%M:%S", self.converter(record.created))
+            self._second = second
+        return f"{self._second_text},{int(record.msecs):03d}"
 
 
 class JsonFormatter(logging.Formatter):

@@ -31,14 +31,19 @@ log = logging.getLogger("jacscale.server")
 
 def configure_logging(fmt: str) -> None:
     """Human-readable logs for a terminal, JSON lines with `--log-format json`."""
-    from jacscale_core.logs import BatchingStreamHandler, EscapeControlsFilter, JsonFormatter
+    from jacscale_core.logs import (
+        BatchingStreamHandler,
+        EscapeControlsFilter,
+        HumanFormatter,
+        JsonFormatter,
+    )
 
     handler = BatchingStreamHandler()
     handler.addFilter(EscapeControlsFilter())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(HumanFormatter())
     root = logging.getLogger()
     for old in root.handlers:
         if isinstance(old, BatchingStreamHandler):
