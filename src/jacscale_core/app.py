@@ -18,22 +18,18 @@ from typing import Any
 
 import jaclang  # noqa: F401 - jaclang must finish loading before jac_plugin (it imports us)
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jacscale_core.config import load_settings
 from jacscale_core.context import AppContext
 from jacscale_core.current import running
 from jacscale_core.data_scan import log_unloadable_records
-from jacscale_core.errors import ApiError
 from jacscale_core.executor import Executor
-from jacscale_core.http_endpoints import endpoint_routes, error_response
+from jacscale_core.http_endpoints import endpoint_routes
 from jacscale_core.memory import SharedTier
-from jacscale_core.middleware import KernelLayer, request_id_of
+from jacscale_core.middleware import KernelLayer
 from jacscale_core.plugins import (
     await_me_maybe,
     check_hookimpls,
@@ -161,24 +157,22 @@ class _AppScope:
             await self.app(scope, receive, send)
 
 
-def _install_error_handlers(starlette: Starlette) -> None:
-    async def on_api_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, ApiError)
-        return error_response(exc, request_id_of(request.scope))
+class _KernelStarlette(Starlette):
+    """Starlette without its two error layers: the kernel layer answers every error.
 
-    async def on_http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        if exc.status_code == 404:
-            err = ApiError("NOT_FOUND", f"No route for {request.url.path}")
-        elif exc.status_code == 405:
-            err = ApiError("METHOD_NOT_ALLOWED", f"{request.method} is not allowed here")
-            err.headers = dict(exc.headers or {})
-        else:
-            err = ApiError("BAD_REQUEST", str(exc.detail), status=exc.status_code)
-        return error_response(err, request_id_of(request.scope))
+    Starlette wraps its middleware in ServerErrorMiddleware and ExceptionMiddleware,
+    two more wrappers of `send` on every request. KernelLayer already turns
+    ApiError, HTTPException (a 404 or 405 from the router) and any crash into the
+    error envelope, and leaves Starlette's request/response wrappers no handlers
+    of their own, so every exception reaches it.
+    """
 
-    starlette.add_exception_handler(ApiError, on_api_error)
-    starlette.add_exception_handler(HTTPException, on_http_error)
+    def build_middleware_stack(self) -> ASGIApp:
+        """The user middleware around the router, nothing else."""
+        app: ASGIApp = self.router
+        for cls, args, kwargs in reversed(self.user_middleware):
+            app = cls(app, *args, **kwargs)
+        return app
 
 
 def create_app(
@@ -243,9 +237,8 @@ def create_app(
         finally:
             await shutdown(ctx)
 
-    starlette = Starlette(middleware=middleware)
+    starlette = _KernelStarlette(middleware=middleware)
     starlette.router = IndexedRouter(routes=routes, lifespan=lifespan)
-    _install_error_handlers(starlette)
     starlette.state.jacscale = ctx
     starlette.add_middleware(_AppScope, ctx=ctx)
     return starlette

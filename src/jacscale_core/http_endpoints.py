@@ -253,7 +253,7 @@ class EndpointApp:
     A plain ASGI app rather than a Starlette endpoint function: Starlette would wrap
     every call in its exception-handling layer (a `send` wrapper and a handler
     lookup) only to answer the ApiErrors answered here directly. Anything else
-    still reaches Starlette's exception handlers, then the kernel layer.
+    reaches the kernel layer, which answers it with the error envelope.
     """
 
     def __init__(self, handle: Callable[[Request], Awaitable[Response]]) -> None:

@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jacscale_core import codec
@@ -56,6 +57,11 @@ CONNECTION_CLOSE = (b"connection", b"close")
 # ids, most tracers' formats). Nothing that could split a log line or a header.
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
+
+# Starlette's request/response wrappers look their exception handlers up here;
+# none: every exception reaches KernelLayer, which answers it.
+_NO_HANDLERS: tuple[dict[Any, Any], dict[int, Any]] = ({}, {})
+_HANDLERS_KEY = "starlette.exception_handlers"
 
 # Called once per HTTP request after its answer: (scope, status, seconds).
 Observer = Callable[[Scope, int, float], None]
@@ -129,6 +135,7 @@ class KernelLayer:
             state["request_id"] = rid or os.urandom(16).hex()
             if trace:
                 state["trace_id"] = trace
+            scope[_HANDLERS_KEY] = _NO_HANDLERS
         await self.app(scope, receive, send)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -150,6 +157,7 @@ class KernelLayer:
         rid = rid or os.urandom(16).hex()
         state = scope.setdefault("state", {})
         state["request_id"] = rid
+        scope[_HANDLERS_KEY] = _NO_HANDLERS
         echoed = [(REQUEST_ID_HEADER, rid.encode()), NOSNIFF]
         if trace:
             state["trace_id"] = trace
@@ -218,6 +226,14 @@ class KernelLayer:
                     f"The request body arrived too slowly (under {rate:g} bytes/s after {grace:g}s)",
                     status=408,
                 ), close=True)  # fmt: skip
+            except ApiError as exc:
+                if started:
+                    raise
+                await _answer(kernel_send, rid, exc, close=False)
+            except HTTPException as exc:  # the router's 404 and 405
+                if started:
+                    raise
+                await _answer(kernel_send, rid, _http_error(scope, exc), close=False)
             except Exception as exc:
                 # Exceptions may name the answer they deserve (`api_code = "BAD_REQUEST"`).
                 code = getattr(exc, "api_code", None) or "EXECUTION_ERROR"
@@ -271,6 +287,16 @@ async def _receive_within(receive: Receive, seconds: float) -> Message:
         handle.cancel()
 
 
+def _http_error(scope: Scope, exc: HTTPException) -> ApiError:
+    """Starlette's HTTPException as the error envelope's ApiError."""
+    if exc.status_code == 404:
+        return ApiError("NOT_FOUND", f"No route for {scope.get('path', '')}")
+    if exc.status_code == 405:
+        method = scope.get("method", "")
+        return ApiError("METHOD_NOT_ALLOWED", f"{method} is not allowed here", headers=dict(exc.headers or {}))
+    return ApiError("BAD_REQUEST", str(exc.detail), status=exc.status_code, headers=dict(exc.headers or {}))
+
+
 def _too_large(limit: int) -> ApiError:
     return ApiError("PAYLOAD_TOO_LARGE", f"Request body is larger than {limit} bytes")
 
@@ -282,6 +308,7 @@ async def _answer(send: Send, rid: str, err: ApiError, close: bool) -> None:
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
     ]
+    headers.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in err.headers.items())
     if close:
         headers.append(CONNECTION_CLOSE)
     await send({"type": "http.response.start", "status": err.status, "headers": headers})
