@@ -94,3 +94,44 @@ def test_a_broadcast_is_serialised_once_for_every_socket() -> None:
     conns = asyncio.run(main())
     queued = [conn._queue.get_nowait() for conn in conns]
     assert all(item is queued[0] for item in queued)
+
+
+def test_a_send_that_stalls_past_the_timeout_drops_the_socket_and_spares_the_others() -> None:
+    timeout = 0.3
+
+    async def main() -> tuple[Connection, Connection, FakeSocket, float]:
+        stalled, healthy = FakeSocket(stalled=True), FakeSocket()
+        conns = []
+        for socket in (stalled, healthy):
+            conn = Connection(
+                socket,  # type: ignore[arg-type]
+                "Room",
+                f"ip:{id(socket)}",
+                queue_size=1000,  # only the send timeout can drop the stalled socket here
+                send_timeout=timeout,
+                bucket=TokenBucket(rate=1000.0, burst=1000),
+            )
+            conn.start_writer("writer")
+            conns.append(conn)
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(timeout * 2)  # idle first: the watch re-arms without dropping
+        assert not conns[0].dropped
+        began = loop.time()
+        for conn in conns:
+            assert conn.offer("hello")
+        assert conns[0].writer is not None
+        await asyncio.wait([conns[0].writer], timeout=10)  # dropping it cancels its writer
+        waited = loop.time() - began
+        conns[1].close(1000, "done")
+        assert conns[1].writer is not None
+        await conns[1].writer
+        for conn in conns:
+            conn.stop_watching()
+        return conns[0], conns[1], healthy, waited
+
+    dropped, kept, healthy, waited = asyncio.run(asyncio.wait_for(main(), 60))
+    assert dropped.dropped and dropped.close_code == CLOSE_POLICY
+    assert dropped.close_reason == "too slow: send timed out"
+    assert dropped.writer is not None and dropped.writer.cancelled()
+    assert waited >= timeout  # never before the send is late
+    assert not kept.dropped and healthy.sent == ["hello"] and healthy.closed == 1000

@@ -80,6 +80,8 @@ class Connection:
         self.dropped = False
         self._queue: asyncio.Queue[str | _Close] = asyncio.Queue()
         self.writer: asyncio.Task[None] | None = None
+        self._send_started: float | None = None  # loop time the send in progress began
+        self._watch: asyncio.TimerHandle | None = None
 
     # -- who -------------------------------------------------------------------
     def set_principal(self, principal: Principal | None) -> None:
@@ -135,22 +137,55 @@ class Connection:
         if self.writer is not None:
             self.writer.cancel()
 
+    def start_writer(self, name: str) -> asyncio.Task[None]:
+        """Start the writer task, and the watch that drops the socket if a send stalls."""
+        self.writer = asyncio.create_task(self.run_writer(), name=name)
+        self._watch = asyncio.get_running_loop().call_later(self.send_timeout, self._check_send)
+        return self.writer
+
+    def stop_watching(self) -> None:
+        """Stop the stalled-send watch (the socket is finished)."""
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
+
+    def _check_send(self) -> None:
+        """Drop the socket if its send in progress began `send_timeout` ago, else look again.
+
+        One timer per socket, re-armed for when the send in progress would be late,
+        instead of a timeout around every send (a quarter of a broadcast's cost).
+        """
+        self._watch = None
+        if self.dropped or self.writer is None or self.writer.done():
+            return
+        loop = asyncio.get_running_loop()
+        started = self._send_started
+        if started is not None and loop.time() - started >= self.send_timeout:
+            self.drop(CLOSE_POLICY, "too slow: send timed out")
+            return
+        due = started if started is not None else loop.time()
+        self._watch = loop.call_at(due + self.send_timeout, self._check_send)
+
     async def run_writer(self) -> None:
-        """Send queued messages in order until a close is sent or the socket fails."""
+        """Send queued messages in order until a close is sent or the socket fails.
+
+        A send that stalls past `send_timeout` is ended by the watch `start_writer` set.
+        """
         ws = self.websocket
+        loop = asyncio.get_running_loop()
         while True:
             item = await self._queue.get()
             if isinstance(item, _Close):
                 await self.send_close()
                 return
+            self._send_started = loop.time()
             try:
-                await asyncio.wait_for(ws.send_text(item), self.send_timeout)
-            except TimeoutError:
-                self.drop(CLOSE_POLICY, "too slow: send timed out")
-                return
+                await ws.send_text(item)
             except Exception as exc:  # noqa: BLE001 - the client went away; the reader ends too
                 log.debug("websocket %s: send failed: %s", self.walker, exc)
                 return
+            finally:
+                self._send_started = None
 
     async def send_close(self) -> None:
         """Send the close frame once (bounded; a dead or stuck client is not waited for)."""

@@ -204,16 +204,16 @@ async def serve_socket(rt: Runtime, endpoint: Endpoint, ws: WebSocket) -> None:
     try:
         await ws.accept()
         log.info("websocket %s opened by %s (rid=%s)", endpoint.name, conn.identity, request_id)
-        conn.writer = asyncio.create_task(conn.run_writer(), name=f"ws-writer-{endpoint.name}")
+        writer = conn.start_writer(f"ws-writer-{endpoint.name}")
         reader = asyncio.create_task(read_loop(rt, endpoint, conn), name=f"ws-reader-{endpoint.name}")
         if endpoint.access != "public" and not conn.authorised():
             timer = asyncio.get_running_loop().call_later(
                 cfg.auth_timeout_seconds, _auth_deadline, conn, cfg.auth_timeout_seconds
             )
-        await asyncio.wait({reader, conn.writer}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (reader, conn.writer):
+        await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (reader, writer):
             task.cancel()
-        outcomes = await asyncio.gather(reader, conn.writer, return_exceptions=True)
+        outcomes = await asyncio.gather(reader, writer, return_exceptions=True)
         for outcome in outcomes:
             if isinstance(outcome, Exception):
                 log.error("websocket %s failed: %r (rid=%s)", endpoint.name, outcome, request_id)
@@ -222,6 +222,7 @@ async def serve_socket(rt: Runtime, endpoint: Endpoint, ws: WebSocket) -> None:
     finally:
         if timer is not None:
             timer.cancel()
+        conn.stop_watching()
         rt.hub.remove(conn)
         log.info(
             "websocket %s closed%s (rid=%s)",
