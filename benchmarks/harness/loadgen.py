@@ -2,7 +2,7 @@
 
 HTTP: wrk (one thread, N connections) with a Lua script from benchmarks/wrk/;
 the script's done() writes the summary as JSON. WebSocket: wrk cannot speak it,
-so harness/ws_load.py (Python asyncio + websockets) runs as its own process.
+so harness/ws_load.py (Python asyncio, a minimal WebSocket client) runs as its own process.
 """
 
 from __future__ import annotations

@@ -551,7 +551,7 @@ class Bench:
             "load_generator": {
                 "http": " ".join((wrk_version[0] if wrk_version else "wrk").split()[:2])
                 + ", 1 thread",
-                "websocket": "benchmarks/harness/ws_load.py (Python asyncio + websockets)",
+                "websocket": "benchmarks/harness/ws_load.py (Python asyncio, a minimal WebSocket client)",
             },
             "settings": {
                 "warmup_s": self.s.warmup,
