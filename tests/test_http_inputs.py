@@ -105,11 +105,16 @@ def test_unknown_walker_is_404_not_405(kernel_client: TestClient) -> None:
     for path in ("/walker/nope", "/function/nope", "/nothing/here"):
         r = kernel_client.post(path, json={})
         assert r.status_code == 404 and error_of(r)["code"] == "NOT_FOUND"
+        assert error_of(r)["message"] == f"No route for {path}"
+        assert r.headers["content-type"] == "application/json"
+        assert r.headers["x-request-id"] and r.headers["x-content-type-options"] == "nosniff"
 
 
 def test_wrong_method_is_405(kernel_client: TestClient) -> None:
     r = kernel_client.get("/walker/typed")
     assert r.status_code == 405 and error_of(r)["code"] == "METHOD_NOT_ALLOWED"
+    assert error_of(r)["message"] == "GET is not allowed here"
+    assert r.headers["allow"] == "POST"
     r = kernel_client.post("/walker/get_walker", json={})
     assert r.status_code == 405
 
