@@ -3,6 +3,7 @@ and frees its thread; a client that disconnects cancels its walker."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -12,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from jacscale_core.deadlines import Interruptible, WalkerTimedOut, shielded
+from jacscale_core.deadlines import Interruptible, WalkerTimedOut, by_deadline, shielded
 from jacscale_core.program import ProgramLoadError
 from jacscale_core.testing import TestApp, running_server
 
@@ -224,3 +225,49 @@ def test_interrupt_waits_for_the_shield_and_never_reaches_the_next_job() -> None
     with fresh.section():
         pass
     assert fresh.interrupt(WalkerTimedOut) is False
+
+
+def test_by_deadline_answers_in_time_and_cancels_late_work() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+
+        async def slow(seconds: float, value: str) -> str:
+            await asyncio.sleep(seconds)
+            return value
+
+        assert await by_deadline(None, slow(0.01, "no deadline")) == "no deadline"
+        assert await by_deadline(loop.time() + 5, slow(0.01, "in time")) == "in time"
+        stopped = asyncio.Event()
+
+        async def never() -> None:
+            try:
+                await asyncio.Event().wait()
+            finally:
+                stopped.set()
+
+        began = loop.time()
+        with pytest.raises(TimeoutError):
+            await by_deadline(began + 0.1, never())
+        assert stopped.is_set() and loop.time() - began >= 0.1
+        task = asyncio.current_task()
+        assert task is not None and task.cancelling() == 0  # nothing left pending on this task
+
+        async def own_timeout() -> None:
+            raise TimeoutError("the work's own")
+
+        with pytest.raises(TimeoutError, match="the work's own"):
+            await by_deadline(loop.time() + 5, own_timeout())
+
+    asyncio.run(main())
+
+
+def test_by_deadline_lets_another_cancellation_through() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        inner = asyncio.create_task(by_deadline(loop.time() + 5, asyncio.sleep(10)))
+        await asyncio.sleep(0.01)
+        inner.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await inner
+
+    asyncio.run(main())

@@ -35,6 +35,7 @@ from jacscale_core.deadlines import (
     Interruptible,
     WalkerCancelled,
     WalkerTimedOut,
+    by_deadline,
     timeout_error,
 )
 from jacscale_core.errors import ApiError
@@ -343,21 +344,25 @@ class Executor:
         ctx, mem = await self._in_thread(self._refreshed_context, root_id)
         with _current(ctx, mem):
             entry = self._entry(mem, node_id, ctx.user_root)
+
+            async def walk() -> tuple[Any, Any]:
+                if endpoint.kind == "function":
+                    value = endpoint.target(**args)
+                    if asyncio.iscoroutine(value):
+                        value = await value
+                else:
+                    value = endpoint.target(**args)
+                    spawned = Jac.spawn(value, entry.archetype)
+                    if asyncio.iscoroutine(spawned):
+                        await spawned
+                parts = streaming.parts_of(endpoint.kind, value)
+                if parts is not None and not stream:
+                    items = await streaming.collect_async(parts, self.pool)
+                    value = _with_items(endpoint, value, items)
+                return value, parts
+
             try:
-                async with asyncio.timeout_at(deadline):  # the walk only: a commit finishes
-                    if endpoint.kind == "function":
-                        value = endpoint.target(**args)
-                        if asyncio.iscoroutine(value):
-                            value = await value
-                    else:
-                        value = endpoint.target(**args)
-                        spawned = Jac.spawn(value, entry.archetype)
-                        if asyncio.iscoroutine(spawned):
-                            await spawned
-                    parts = streaming.parts_of(endpoint.kind, value)
-                    if parts is not None and not stream:
-                        items = await streaming.collect_async(parts, self.pool)
-                        value = _with_items(endpoint, value, items)
+                value, parts = await by_deadline(deadline, walk())  # the walk only: a commit finishes
                 if parts is not None and stream:
                     return self._hand_over(endpoint, value, parts, ctx, mem)
                 # Deciding what changed is in-memory work, as the walk was: only a

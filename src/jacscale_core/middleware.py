@@ -43,6 +43,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jacscale_core import codec
 from jacscale_core.context import AppContext
+from jacscale_core.deadlines import by_deadline
 from jacscale_core.errors import ApiError
 from jacscale_core.shutdown import DRAINING_KEY
 
@@ -258,33 +259,13 @@ class KernelLayer:
 
 
 async def _receive_within(receive: Receive, seconds: float) -> Message:
-    """`await receive()`, or raise _TooSlow after `seconds`.
-
-    What `asyncio.timeout` does, with one timer handle instead of its context
-    manager (a tenth of a trivial request's middleware cost): the timer cancels
-    this task; a cancellation it caused becomes _TooSlow, any other propagates.
-    """
+    """`await receive()`, or raise _TooSlow after `seconds`."""
     if seconds == float("inf"):
         return await receive()
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    assert task is not None
-    fired = False
-
-    def expire() -> None:
-        nonlocal fired
-        fired = True
-        task.cancel()
-
-    handle = loop.call_later(max(seconds, 0.0), expire)
     try:
-        return await receive()
-    except asyncio.CancelledError:
-        if fired and task.uncancel() == 0:
-            raise _TooSlow() from None
-        raise
-    finally:
-        handle.cancel()
+        return await by_deadline(asyncio.get_running_loop().time() + max(seconds, 0.0), receive())
+    except TimeoutError:
+        raise _TooSlow() from None
 
 
 def _http_error(scope: Scope, exc: HTTPException) -> ApiError:

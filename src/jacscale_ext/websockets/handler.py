@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -259,7 +260,7 @@ async def answer(
     rt: Runtime, endpoint: Endpoint, conn: Connection, text: str | None, data: bytes | None
 ) -> None:
     """Run one message and queue its answer (an error envelope for anything wrong)."""
-    request_id = uuid.uuid4().hex
+    request_id = os.urandom(16).hex()  # as HTTP request ids: 32 hex digits
     try:
         await run_message(rt, endpoint, conn, text, data, request_id)
     except ApiError as err:
