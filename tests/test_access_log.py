@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
@@ -13,8 +14,15 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from jacscale_core.logs import JsonFormatter
+from jacscale_core.logs import (
+    BatchingStreamHandler,
+    EscapeControlsFilter,
+    HumanFormatter,
+    JsonFormatter,
+    sole_batching_handler,
+)
 from jacscale_core.testing import TestApp, running_server
+from jacscale_ext import access_log
 from tests.fixtures.servers import TEST_APPS
 
 ALICE = {"X-Test-User": "alice"}
@@ -226,3 +234,66 @@ def test_requests_refused_for_size_are_logged(
     assert refused.status_code == 413
     [record] = lines(access)
     assert (record.status, record.request_id) == (413, "rid-413")  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("fmt", ["human", "json"])
+def test_the_default_set_up_writes_the_line_a_record_would(fmt: str) -> None:
+    """With `configure_logging`'s handler alone, access lines skip the LogRecord: same text."""
+    stream = io.StringIO()
+    handler = BatchingStreamHandler(stream, interval=3600)
+    handler.addFilter(EscapeControlsFilter())
+    handler.setFormatter(JsonFormatter() if fmt == "json" else HumanFormatter())
+    log = access_log.log
+    saved = (log.handlers[:], log.propagate, log.level)
+    log.handlers[:], log.propagate = [handler], False
+    log.setLevel(logging.INFO)
+    scope: dict[str, Any] = {
+        "type": "http", "method": "POST", "path": "/walker/x\x1b[31m\nforged", "root_path": "",
+        "client": ("10.0.0.7", 5000), "state": {"request_id": "rid-1", "trace_id": "t.1"},
+    }  # fmt: skip
+    try:
+        assert sole_batching_handler(log) is handler
+        access_log.write_line(scope, "", 404, 0.01234)  # the fast path
+        log.addFilter(lambda record: True)  # anything else: a record, through the handler
+        assert sole_batching_handler(log) is None
+        access_log.write_line(scope, "", 404, 0.01234)
+    finally:
+        log.filters.clear()
+        log.handlers[:], log.propagate = saved[0], saved[1]
+        log.setLevel(saved[2])
+        handler.close()
+    fast, slow = stream.getvalue().splitlines()
+    if fmt == "json":
+        fast_data, slow_data = json.loads(fast), json.loads(slow)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", fast_data.pop("ts"))
+        slow_data.pop("ts")
+        assert fast_data == slow_data
+        assert fast_data["path"] == "/walker/x\\x1b[31m\\x0aforged" and fast_data["trace_id"] == "t.1"
+    else:
+        stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} "
+        assert re.match(stamp, fast) and re.match(stamp, slow)
+        assert fast[24:] == slow[24:]
+        assert fast[24:] == (
+            'INFO jacscale.access: 10.0.0.7 "POST /walker/x\\x1b[31m\\x0aforged" 404 12.3ms '
+            "user=- rid=rid-1 trace=t.1"
+        )
+
+
+def test_another_handler_or_formatter_gets_records() -> None:
+    log = logging.getLogger("test.access.sole")
+    log.propagate = False
+    batching = BatchingStreamHandler(io.StringIO(), interval=3600)
+    try:
+        log.handlers[:] = [batching]
+        batching.setFormatter(logging.Formatter("%(message)s"))  # an operator's own format
+        assert sole_batching_handler(log) is None
+        batching.setFormatter(JsonFormatter())
+        assert sole_batching_handler(log) is batching
+        log.handlers.append(logging.StreamHandler(io.StringIO()))
+        assert sole_batching_handler(log) is None
+        log.handlers[:] = [batching]
+        batching.setLevel(logging.WARNING)
+        assert sole_batching_handler(log) is None
+    finally:
+        log.handlers.clear()
+        batching.close()

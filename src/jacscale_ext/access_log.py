@@ -19,6 +19,7 @@ Also home of the request helpers shared with the metrics plugin:
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,12 @@ from starlette.types import Scope
 
 from jacscale_core.context import AppContext
 from jacscale_core.http_endpoints import PRINCIPAL_STATE_KEY
+from jacscale_core.logs import (
+    HumanFormatter,
+    JsonFormatter,
+    escape_controls,
+    sole_batching_handler,
+)
 from jacscale_core.middleware import request_id_of, trace_id_of
 from jacscale_core.plugins import hookimpl
 from jacscale_core.principal import Principal
@@ -123,6 +130,8 @@ def principal_id_of(scope: Scope) -> str | None:
 
 def write_line(scope: Scope, root_path: str, status: int, seconds: float) -> None:
     """Log one finished request."""
+    if not log.isEnabledFor(logging.INFO):
+        return
     route = route_template(scope, root_path)
     method = method_label(scope.get("method", ""))
     principal = principal_id_of(scope)
@@ -142,8 +151,6 @@ def write_line(scope: Scope, root_path: str, status: int, seconds: float) -> Non
     if route == UNMATCHED:
         extra["path"] = route_path(scope)[:MAX_LOGGED_PATH]
     shown = route if route != UNMATCHED else extra["path"]
-    if not log.isEnabledFor(logging.INFO):
-        return
     line = '%s "%s %s" %d %.1fms user=%s rid=%s'
     args: tuple[Any, ...] = (client_host, method, shown, status, duration_ms, principal or "-", rid)
     trace_id = trace_id_of(scope)  # sane by construction: letters, digits, . _ : -
@@ -151,6 +158,16 @@ def write_line(scope: Scope, root_path: str, status: int, seconds: float) -> Non
         extra["trace_id"] = trace_id
         line += " trace=%s"
         args += (trace_id,)
+    handler = sole_batching_handler(log)
+    if handler is not None:
+        # The default set-up: the line the record would have made, without making it.
+        assert isinstance(handler.formatter, (HumanFormatter, JsonFormatter))
+        for key, value in extra.items():
+            if isinstance(value, str):
+                extra[key] = escape_controls(value)
+        message = escape_controls(line % args)
+        handler.add_line(handler.formatter.line(time.time(), "INFO", log.name, message, extra))
+        return
     # The record built directly: Logger.info would also walk the stack to find
     # the caller (this function, every time) on each request.
     record = log.makeRecord(
