@@ -57,3 +57,43 @@ def test_at_most_size_jobs_run_at_once() -> None:
     pool.close()
     with pytest.raises(RuntimeError):
         asyncio.run(pool.run(job))
+
+
+def test_a_job_goes_to_the_most_recently_idle_thread() -> None:
+    """Jobs one after another run on one warm thread, not on each thread in turn."""
+    pool = WalkerThreads(4)
+
+    async def main() -> set[int]:
+        await asyncio.gather(*(pool.run(time.sleep, 0.02) for _ in range(4)))  # every thread ran once
+        return {await pool.run(threading.get_ident) for _ in range(20)}
+
+    assert len(asyncio.run(main())) == 1
+    pool.close()
+
+
+def test_close_finishes_the_backlog_then_stops_the_threads() -> None:
+    started = threading.Event()
+    release = threading.Event()
+    done: list[int] = []
+
+    def first() -> None:
+        started.set()
+        release.wait(5)
+        done.append(1)
+
+    async def main() -> None:
+        pool = WalkerThreads(1, name="closing-pool")
+        futures = [pool.submit(first), pool.submit(done.append, 2), pool.submit(done.append, 3)]
+        await asyncio.to_thread(started.wait, 5)
+        pool.close()
+        with pytest.raises(RuntimeError, match="closed"):
+            pool.submit(done.append, 4)
+        release.set()
+        await asyncio.wait_for(asyncio.gather(*futures), 5)
+
+    asyncio.run(main())
+    assert done == [1, 2, 3]
+    deadline = time.monotonic() + 5
+    while any(t.name.startswith("closing-pool") for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the pool's thread did not stop"
+        time.sleep(0.01)
