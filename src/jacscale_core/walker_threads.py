@@ -37,17 +37,23 @@ def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
         future.set_exception(value)
 
 
-def _run(job: _Job) -> None:
-    """Run one job in its caller's context and hand its outcome to the caller's loop."""
+_Outcome = tuple["asyncio.Future[Any]", asyncio.AbstractEventLoop, bool, Any]
+
+
+def _run(job: _Job) -> _Outcome:
+    """Run one job in its caller's context; (future, loop, ok, result or exception)."""
     future, loop, context, fn, args = job
     try:
-        result = context.run(fn, *args)
+        return future, loop, True, context.run(fn, *args)
     except BaseException as exc:  # noqa: BLE001 - handed to the awaiting caller
-        outcome: tuple[bool, Any] = (False, exc)
-    else:
-        outcome = (True, result)
+        return future, loop, False, exc
+
+
+def _answer(outcome: _Outcome) -> None:
+    """Hand a job's outcome to its caller's loop."""
+    future, loop, ok, value = outcome
     try:
-        loop.call_soon_threadsafe(_settle, future, *outcome)
+        loop.call_soon_threadsafe(_settle, future, ok, value)
     except RuntimeError:
         pass  # the loop closed while the job ran: nobody is waiting any more
 
@@ -97,21 +103,29 @@ class WalkerThreads:
         return future
 
     def _work(self, me: _Thread) -> None:
-        while True:
-            with self._lock:
-                if self._backlog:
-                    job: _Job | None = self._backlog.popleft()
-                elif self._closed:
-                    return
-                else:
-                    self._idle.append(me)
-                    job = None
+        job, stop = self._next(me)
+        while not stop:
             if job is None:
                 me.wake.acquire()
                 job, me.job = me.job, None
                 if job is None:  # woken without a job: the pool closed
                     return
-            _run(job)
+            outcome = _run(job)
+            # Idle (or on to the backlog) before answering: a caller that submits
+            # again as soon as it has its answer finds this warm thread on top.
+            job, stop = self._next(me)
+            _answer(outcome)
+            del outcome  # nothing of a finished job stays alive while the thread waits
+
+    def _next(self, me: _Thread) -> tuple[_Job | None, bool]:
+        """(the backlog's next job, False); else (None, False) once idle; (None, True) to stop."""
+        with self._lock:
+            if self._backlog:
+                return self._backlog.popleft(), False
+            if self._closed:
+                return None, True
+            self._idle.append(me)
+            return None, False
 
     def close(self) -> None:
         """Let the threads finish their current job and the backlog, then stop (does not wait)."""
