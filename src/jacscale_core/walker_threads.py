@@ -8,10 +8,11 @@ its condition variable. The caller's context variables travel with the job, as
 with `asyncio.to_thread`.
 
 A job goes to the thread that became idle most recently (a stack, not a shared
-queue): under light load one warm thread does most of the work. Waking the
-threads in turn, as a shared queue does, cost ~60 µs of CPU per request with
-16 threads (`benchmarks/profile_asgi.py`). Jobs that find every thread busy wait
-in a backlog, which a thread drains before it goes idle.
+queue): under light load one warm thread does most of the work. With a shared
+queue waking the 16 threads in turn, the hop to a thread cost ~230 µs of CPU per
+request instead of ~60 (`benchmarks/profile_asgi.py`, one request at a time).
+Jobs that find every thread busy wait in a backlog, which a thread drains before
+it goes idle.
 """
 
 from __future__ import annotations
